@@ -1,0 +1,40 @@
+/*
+ * Request and response helpers shared by the HTTP handlers: JSON responses and errors (503 always
+ * with Retry-After), cookies and query parameters, and ph_req_link_t, the weak reference that an
+ * asynchronous operation keeps to its request so that a late reply for a client that went away is
+ * dropped safely.
+ */
+#ifndef PLAYHEAD_HTTP_H
+#define PLAYHEAD_HTTP_H
+
+#include <stddef.h>
+#include <h2o.h>
+
+/* Sends `body` (JSON) with `status`. The body is copied into the request's pool. */
+void ph_http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+/* Sends {"error": message} with `status`. */
+void ph_http_send_error(h2o_req_t *req, int status, const char *message);
+/* Sends 503 {"error": message} with Retry-After: retry_after_s. */
+void ph_http_send_unavailable(h2o_req_t *req, unsigned retry_after_s, const char *message);
+/* Sends a status with an empty body. */
+void ph_http_send_empty(h2o_req_t *req, int status);
+/* Reason phrase of a status code. */
+const char *ph_http_reason(int status);
+
+/* Finds cookie `name` in the Cookie headers. Returns 1 and sets *value, or 0. */
+int ph_http_cookie(h2o_req_t *req, const char *name, h2o_iovec_t *value);
+/* Finds query parameter `name` (not percent-decoded). Returns 1 and sets *value, or 0. */
+int ph_http_query(h2o_req_t *req, const char *name, h2o_iovec_t *value);
+
+/* A weak reference to a request: `req` becomes NULL when h2o disposes the request (client gone).
+ * Call ph_req_link before going asynchronous and ph_req_unlink before freeing the owner of the
+ * link (after responding or after the request went away). */
+typedef struct ph_req_link_s {
+    h2o_req_t *req;
+    struct ph_req_guard_s *_guard;
+} ph_req_link_t;
+
+void ph_req_link(ph_req_link_t *link, h2o_req_t *req);
+void ph_req_unlink(ph_req_link_t *link);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * librdkafka on a libuv loop: a queue's IO event is written to a pipe watched by uv_poll_t, so
+ * delivery reports, messages and rebalance events are served on the loop thread, never blocking.
+ */
+#ifndef PLAYHEAD_KAFKA_H
+#define PLAYHEAD_KAFKA_H
+
+#include <uv.h>
+#include <librdkafka/rdkafka.h>
+#include "playhead/config.h"
+
+typedef struct ph_kafka_bridge_s ph_kafka_bridge_t;
+
+/* Called on the loop thread when the queue may hold events. Serve up to a budget with timeout 0
+ * and return 1 when events may remain (the bridge calls again on the next loop iteration), 0 when
+ * the queue was drained. */
+typedef int (*ph_kafka_ready_cb)(ph_kafka_bridge_t *bridge);
+
+struct ph_kafka_bridge_s {
+    void *data;
+    rd_kafka_queue_t *queue; /* borrowed */
+    ph_kafka_ready_cb on_ready;
+    uv_poll_t _poll;
+    uv_idle_t _again;
+    int _fds[2];
+    int _closing;
+};
+
+/* Starts watching `queue` on `loop`. Returns 0 or -1. */
+int ph_kafka_bridge_init(ph_kafka_bridge_t *bridge, uv_loop_t *loop, rd_kafka_queue_t *queue, ph_kafka_ready_cb on_ready,
+                         void *data);
+/* Runs on_ready soon, as if the queue had signalled (e.g. after un-pausing). */
+void ph_kafka_bridge_kick(ph_kafka_bridge_t *bridge);
+/* Stops watching and closes the uv handles (asynchronously; run the loop to finish). */
+void ph_kafka_bridge_close(ph_kafka_bridge_t *bridge);
+
+/* Applies `props` (-X / PLAYHEAD_KAFKA_*) to conf; errstr holds librdkafka's own message. */
+int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, char *errstr, size_t errstr_size);
+
+#endif

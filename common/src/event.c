@@ -1,0 +1,222 @@
+/*
+ * Position events: validation of HTTP input and Kafka values, and their Kafka encoding (see
+ * event.h). Every rule lives here so that ingest, the consumer and the tests agree on them.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "playhead/event.h"
+#include "playhead/json_.h"
+
+int ph_id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > PH_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; ++i) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+              c == '@' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int fail(ph_event_error_t *err, const char *field, const char *message)
+{
+    err->field = field;
+    err->message = message;
+    return -1;
+}
+
+static int decode_id(const cJSON *obj, const char *field, int required, char *out, uint8_t *out_len, ph_event_error_t *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
+    if (v == NULL || cJSON_IsNull(v)) {
+        *out_len = 0;
+        out[0] = '\0';
+        return required ? fail(err, field, "is required") : 0;
+    }
+    if (!cJSON_IsString(v))
+        return fail(err, field, "must be a string");
+    size_t len = strlen(v->valuestring);
+    if (!ph_id_valid(v->valuestring, len))
+        return fail(err, field, "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+    memcpy(out, v->valuestring, len + 1);
+    *out_len = (uint8_t)len;
+    return 0;
+}
+
+/* ts and received_at: non-negative integers below 2^53. Returns 1 when present, 0 when absent. */
+static int decode_ms(const cJSON *obj, const char *field, int64_t *out, ph_event_error_t *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v))
+        return fail(err, field, "must be an integer number of milliseconds since the Unix epoch");
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < 0 || d >= (double)PH_TS_MAX || floor(d) != d)
+        return fail(err, field, "must be an integer from 0 to 2^53-1 (milliseconds since the Unix epoch)");
+    *out = (int64_t)d;
+    return 1;
+}
+
+/* The rules shared by HTTP and Kafka decoding. */
+static int decode_common(ph_event_t *ev, const cJSON *obj, ph_event_error_t *err)
+{
+    if (!cJSON_IsObject(obj))
+        return fail(err, "", "event must be a JSON object");
+    if (decode_id(obj, "user_id", 1, ev->user_id, &ev->user_id_len, err) != 0 ||
+        decode_id(obj, "video_id", 1, ev->video_id, &ev->video_id_len, err) != 0 ||
+        decode_id(obj, "session_id", 0, ev->session_id, &ev->session_id_len, err) != 0)
+        return -1;
+
+    const cJSON *pos = cJSON_GetObjectItemCaseSensitive(obj, "position");
+    if (pos == NULL || cJSON_IsNull(pos))
+        return fail(err, "position", "is required");
+    if (!cJSON_IsNumber(pos))
+        return fail(err, "position", "must be a number");
+    if (!isfinite(pos->valuedouble) || pos->valuedouble < 0 || pos->valuedouble > PH_POSITION_MAX)
+        return fail(err, "position", "must be a finite number of seconds from 0 to 10000000");
+    ev->position = pos->valuedouble;
+
+    const cJSON *dur = cJSON_GetObjectItemCaseSensitive(obj, "duration");
+    ev->duration = 0;
+    if (dur != NULL && !cJSON_IsNull(dur)) {
+        if (!cJSON_IsNumber(dur))
+            return fail(err, "duration", "must be a number");
+        if (!isfinite(dur->valuedouble) || dur->valuedouble <= 0 || dur->valuedouble > PH_POSITION_MAX)
+            return fail(err, "duration", "must be a finite number of seconds greater than 0 and at most 10000000");
+        ev->duration = dur->valuedouble;
+    }
+    return 0;
+}
+
+int ph_event_from_json(ph_event_t *ev, const cJSON *obj, int64_t now_ms, ph_event_error_t *err)
+{
+    err->index = 0;
+    if (decode_common(ev, obj, err) != 0)
+        return -1;
+    int r = decode_ms(obj, "ts", &ev->ts, err);
+    if (r < 0)
+        return -1;
+    if (r == 0 || ev->ts > now_ms + PH_TS_FUTURE_SLACK_MS)
+        ev->ts = now_ms;
+    ev->received_at = now_ms;
+    return 0;
+}
+
+int ph_events_decode(const char *body, size_t len, int64_t now_ms, ph_event_t **events, ph_event_error_t *err)
+{
+    const char *msg = NULL;
+    ph_event_t *out = NULL;
+    int count = -1;
+    err->index = 0;
+    err->field = "";
+    cJSON *root = ph_json_parse(body, len, &msg);
+    if (root == NULL) {
+        err->message = msg;
+        goto Exit;
+    }
+    if (cJSON_IsObject(root)) {
+        if ((out = malloc(sizeof(*out))) == NULL)
+            abort();
+        if (ph_event_from_json(out, root, now_ms, err) != 0)
+            goto Exit;
+        count = 1;
+    } else if (cJSON_IsArray(root)) {
+        int n = cJSON_GetArraySize(root);
+        if (n == 0) {
+            err->message = "batch is empty";
+            goto Exit;
+        }
+        if (n > PH_BATCH_MAX) {
+            err->message = "batch has more than 1000 events";
+            goto Exit;
+        }
+        if ((out = malloc(sizeof(*out) * (size_t)n)) == NULL)
+            abort();
+        size_t i = 0;
+        for (const cJSON *item = root->child; item != NULL; item = item->next, ++i) {
+            if (ph_event_from_json(&out[i], item, now_ms, err) != 0) {
+                err->index = i;
+                goto Exit;
+            }
+        }
+        count = n;
+    } else {
+        err->message = "body must be a JSON object or an array of objects";
+    }
+Exit:
+    cJSON_Delete(root);
+    if (count < 0) {
+        free(out);
+        out = NULL;
+    }
+    *events = out;
+    return count;
+}
+
+int ph_event_from_kafka(ph_event_t *ev, const char *value, size_t len, ph_event_error_t *err)
+{
+    const char *msg = NULL;
+    int ret = -1;
+    err->index = 0;
+    cJSON *root = ph_json_parse(value, len, &msg);
+    if (root == NULL) {
+        fail(err, "", msg);
+        goto Exit;
+    }
+    if (decode_common(ev, root, err) != 0)
+        goto Exit;
+    int r1 = decode_ms(root, "ts", &ev->ts, err);
+    if (r1 < 0)
+        goto Exit;
+    int r2 = decode_ms(root, "received_at", &ev->received_at, err);
+    if (r2 < 0)
+        goto Exit;
+    if (r1 == 0 || r2 == 0) {
+        fail(err, r1 == 0 ? "ts" : "received_at", "is required");
+        goto Exit;
+    }
+    ret = 0;
+Exit:
+    cJSON_Delete(root);
+    return ret;
+}
+
+size_t ph_format_double(char *buf, size_t cap, double v)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; ++prec) {
+        n = snprintf(buf, cap, "%.*g", prec, v);
+        if (n < 0 || (size_t)n >= cap)
+            return 0;
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return (size_t)n;
+}
+
+size_t ph_event_to_json(const ph_event_t *ev, char *buf, size_t cap)
+{
+    char pos[32], dur[32];
+    ph_format_double(pos, sizeof(pos), ev->position);
+    int n;
+    if (ev->duration > 0)
+        ph_format_double(dur, sizeof(dur), ev->duration);
+    n = snprintf(buf, cap, "{\"user_id\":\"%s\",\"video_id\":\"%s\",\"position\":%s%s%s,\"ts\":%lld,\"received_at\":%lld%s%s%s}",
+                 ev->user_id, ev->video_id, pos, ev->duration > 0 ? ",\"duration\":" : "", ev->duration > 0 ? dur : "",
+                 (long long)ev->ts, (long long)ev->received_at, ev->session_id_len ? ",\"session_id\":\"" : "",
+                 ev->session_id_len ? ev->session_id : "", ev->session_id_len ? "\"" : "");
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    return (size_t)n;
+}
+
+size_t ph_event_key(const ph_event_t *ev, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%s/%s", ev->user_id, ev->video_id);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}

@@ -1,0 +1,56 @@
+/* Redis key names and the stored per-video state (see keys.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "playhead/keys.h"
+
+size_t ph_key(char *buf, size_t cap, ph_key_kind_t kind, const char *user, size_t user_len)
+{
+    int n = snprintf(buf, cap, "ph:{%.*s}:%c", (int)user_len, user, (char)kind);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+size_t ph_state_encode(char *buf, size_t cap, const ph_event_t *ev)
+{
+    char pos[32], dur[32] = "0";
+    ph_format_double(pos, sizeof(pos), ev->position);
+    if (ev->duration > 0)
+        ph_format_double(dur, sizeof(dur), ev->duration);
+    int n = snprintf(buf, cap, "%lld:%lld:%s:%s", (long long)ev->ts, (long long)ev->received_at, pos, dur);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+int ph_state_decode(const char *s, size_t len, ph_state_t *st)
+{
+    char tmp[PH_STATE_MAX + 1], *p, *end;
+    if (len == 0 || len > PH_STATE_MAX)
+        return -1;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    p = tmp;
+    long long ts = strtoll(p, &end, 10);
+    if (end == p || *end != ':')
+        return -1;
+    p = end + 1;
+    long long rc = strtoll(p, &end, 10);
+    if (end == p || *end != ':')
+        return -1;
+    p = end + 1;
+    double pos = strtod(p, &end);
+    if (end == p || *end != ':')
+        return -1;
+    p = end + 1;
+    double dur = strtod(p, &end);
+    if (end == p || *end != '\0')
+        return -1;
+    st->ts = ts;
+    st->received_at = rc;
+    st->position = pos;
+    st->duration = dur;
+    return 0;
+}
+
+int ph_state_finished(double position, double duration)
+{
+    return duration > 0 && position >= 0.95 * duration;
+}

@@ -1,0 +1,379 @@
+/*
+ * The HTTP server of ingest and api (see server.h): one thread per loop, each with its own libuv
+ * loop, h2o context and SO_REUSEPORT listener, so requests never cross threads or take a lock.
+ * Also the router (method + path pattern -> handler, 404/405 with Allow) and the graceful stop:
+ * SIGTERM/SIGINT closes the listeners, waits for in-flight requests (ph_loop_t.inflight) and the
+ * program's own flush, then for client connections to close, each bounded by shutdown_grace_ms.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <pthread.h>
+#include <unistd.h>
+#include "playhead/server.h"
+#include "playhead/http_.h"
+#include "playhead/json_.h"
+#include "playhead/log.h"
+#include "playhead/time_.h"
+
+#define PH_LISTEN_BACKLOG 1024
+
+typedef enum { STOP_NONE, STOP_REQUESTS, STOP_PROGRAM, STOP_CONNECTIONS, STOP_DONE } stop_phase_t;
+
+typedef struct loop_priv_s {
+    uv_signal_t sigterm, sigint; /* loop 0 only */
+    int listen_fd;
+    uint64_t connections;
+    stop_phase_t phase;
+    uint64_t phase_deadline;
+    int forced;
+} loop_priv_t;
+
+typedef struct ph_loop_slot_s {
+    ph_loop_t loop;
+    loop_priv_t priv;
+} loop_slot_t;
+
+static loop_priv_t *priv_of(ph_loop_t *loop)
+{
+    return &H2O_STRUCT_FROM_MEMBER(loop_slot_t, loop, loop)->priv;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+/* Matches `path` against `pattern`. Returns 1 and fills params on a match. */
+static int route_match(const char *pattern, const char *path, size_t path_len, ph_params_t *params)
+{
+    const char *p = pattern, *s = path, *end = path + path_len;
+    params->count = 0;
+    while (*p != '\0') {
+        if (p[0] == '*' && p[1] == '\0')
+            return 1;
+        if (*p == ':') {
+            const char *seg = s;
+            while (s < end && *s != '/')
+                ++s;
+            if (s == seg || params->count == PH_ROUTE_PARAMS_MAX)
+                return 0;
+            params->values[params->count++] = h2o_iovec_init(seg, (size_t)(s - seg));
+            while (*p != '\0' && *p != '/')
+                ++p;
+            continue;
+        }
+        if (s == end || *p != *s)
+            return 0;
+        ++p, ++s;
+    }
+    return s == end;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    ph_loop_t *loop = ph_loop_of(req);
+    const ph_route_t *routes = loop->server->routes;
+    ph_params_t params;
+    char allow[128];
+    size_t allow_len = 0;
+
+    for (const ph_route_t *r = routes; r->method != NULL; ++r) {
+        if (!route_match(r->pattern, req->path_normalized.base, req->path_normalized.len, &params))
+            continue;
+        if (h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)))
+            return r->fn(loop, req, &params);
+        size_t mlen = strlen(r->method);
+        if (allow_len + mlen + 2 < sizeof(allow) && !(allow_len && strstr(allow, r->method))) {
+            if (allow_len) {
+                memcpy(allow + allow_len, ", ", 2);
+                allow_len += 2;
+            }
+            memcpy(allow + allow_len, r->method, mlen);
+            allow_len += mlen;
+            allow[allow_len] = '\0';
+        }
+    }
+    if (allow_len != 0) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, allow_len).base,
+                       allow_len);
+        ph_http_send_error(req, 405, "method not allowed");
+    } else {
+        ph_http_send_error(req, 404, "not found");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- accepting */
+
+static void on_conn_close(uv_handle_t *handle)
+{
+    ph_loop_t *loop = H2O_STRUCT_FROM_MEMBER(ph_loop_t, uv, handle->loop);
+    priv_of(loop)->connections--;
+    free(handle);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    ph_loop_t *loop = listener->data;
+    if (status != 0 || loop->stopping)
+        return;
+    uv_tcp_t *conn = malloc(sizeof(*conn));
+    if (conn == NULL)
+        return;
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(conn, 1);
+    priv_of(loop)->connections++;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_conn_close);
+    h2o_accept(&loop->accept_ctx, sock);
+}
+
+static int open_listener(const char *addr, char *errstr, size_t errstr_size)
+{
+    char host[256], port[16];
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(host) || strlen(colon + 1) >= sizeof(port)) {
+        snprintf(errstr, errstr_size, "option listen: '%s' is not host:port", addr);
+        return -1;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    strcpy(port, colon + 1);
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res = NULL;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(errstr, errstr_size, "option listen: cannot resolve '%s': %s", addr, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        listen(fd, PH_LISTEN_BACKLOG) != 0) {
+        snprintf(errstr, errstr_size, "option listen: cannot listen on %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* ---------------------------------------------------------------- stopping */
+
+static void close_if_open(uv_handle_t *h)
+{
+    if (h->loop != NULL && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void finish_loop(ph_loop_t *loop)
+{
+    loop_priv_t *priv = priv_of(loop);
+    priv->phase = STOP_DONE;
+    if (priv->forced) {
+        /* connections still open after the grace period: leave them to the process exit */
+        uv_stop(&loop->uv);
+        return;
+    }
+    if (loop->server->on_loop_dispose != NULL)
+        loop->server->on_loop_dispose(loop);
+    h2o_context_dispose(&loop->h2o);
+    close_if_open((uv_handle_t *)&loop->_drain_timer);
+    close_if_open((uv_handle_t *)&loop->stop_async);
+    if (loop->index == 0) {
+        close_if_open((uv_handle_t *)&priv->sigterm);
+        close_if_open((uv_handle_t *)&priv->sigint);
+    }
+}
+
+static void on_drain_timer(uv_timer_t *timer)
+{
+    ph_loop_t *loop = H2O_STRUCT_FROM_MEMBER(ph_loop_t, _drain_timer, timer);
+    loop_priv_t *priv = priv_of(loop);
+    uint64_t now = ph_mono_ms();
+    int expired = now >= priv->phase_deadline;
+
+    switch (priv->phase) {
+    case STOP_REQUESTS:
+        if (loop->inflight != 0 && !expired)
+            return;
+        if (loop->inflight != 0)
+            ph_log_warn("shutdown: in-flight requests did not finish in time", "\"inflight\":%llu",
+                        (unsigned long long)loop->inflight);
+        priv->phase = STOP_PROGRAM;
+        priv->phase_deadline = now + loop->server->shutdown_grace_ms;
+        if (loop->server->on_loop_stop != NULL)
+            loop->server->on_loop_stop(loop);
+        return;
+    case STOP_PROGRAM:
+        if (loop->inflight != 0 && !expired)
+            return;
+        priv->phase = STOP_CONNECTIONS;
+        priv->phase_deadline = now + loop->server->shutdown_grace_ms;
+        return;
+    case STOP_CONNECTIONS:
+        if (priv->connections != 0 && !expired)
+            return;
+        if (priv->connections != 0 || loop->inflight != 0)
+            priv->forced = 1;
+        uv_timer_stop(timer);
+        finish_loop(loop);
+        return;
+    default:
+        return;
+    }
+}
+
+static void on_stop_async(uv_async_t *async)
+{
+    ph_loop_t *loop = H2O_STRUCT_FROM_MEMBER(ph_loop_t, stop_async, async);
+    loop_priv_t *priv = priv_of(loop);
+    if (loop->stopping)
+        return;
+    loop->stopping = 1;
+    close_if_open((uv_handle_t *)&loop->listener);
+    h2o_context_request_shutdown(&loop->h2o);
+    priv->phase = STOP_REQUESTS;
+    priv->phase_deadline = ph_mono_ms() + loop->server->shutdown_grace_ms;
+    uv_timer_start(&loop->_drain_timer, on_drain_timer, 0, 10);
+}
+
+static void stop_all(ph_server_t *server)
+{
+    for (unsigned i = 0; i < server->threads; ++i)
+        uv_async_send(&server->_slots[i].loop.stop_async);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    ph_server_t *server = sig->data;
+    static int signalled;
+    if (signalled++) {
+        ph_log_warn("second signal: exiting at once", "\"signal\":%d", signum);
+        _exit(1);
+    }
+    ph_log_info("shutting down", "\"signal\":%d", signum);
+    stop_all(server);
+}
+
+/* ---------------------------------------------------------------- loops */
+
+/* Sets up a loop's handles; done on the main thread before any loop runs, so that stop_all may
+ * signal any loop from the moment the first one runs. */
+static int init_loop(ph_loop_t *loop, char *errstr, size_t errstr_size)
+{
+    ph_server_t *server = loop->server;
+    loop_priv_t *priv = priv_of(loop);
+
+    uv_loop_init(&loop->uv);
+    h2o_context_init(&loop->h2o, &loop->uv, &server->_h2o);
+    loop->accept_ctx.ctx = &loop->h2o;
+    loop->accept_ctx.hosts = server->_h2o.hosts;
+    uv_async_init(&loop->uv, &loop->stop_async, on_stop_async);
+    uv_timer_init(&loop->uv, &loop->_drain_timer);
+    uv_tcp_init(&loop->uv, &loop->listener);
+    loop->listener.data = loop;
+    if (loop->index == 0) {
+        uv_signal_init(&loop->uv, &priv->sigterm);
+        uv_signal_init(&loop->uv, &priv->sigint);
+        priv->sigterm.data = priv->sigint.data = server;
+        uv_signal_start(&priv->sigterm, on_signal, SIGTERM);
+        uv_signal_start(&priv->sigint, on_signal, SIGINT);
+    }
+    int err = uv_tcp_open(&loop->listener, priv->listen_fd);
+    if (err == 0)
+        err = uv_listen((uv_stream_t *)&loop->listener, PH_LISTEN_BACKLOG, on_accept);
+    if (err != 0) {
+        snprintf(errstr, errstr_size, "option listen: %s: %s", server->listen, uv_strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
+static void run_loop(ph_loop_t *loop)
+{
+    ph_server_t *server = loop->server;
+    if (server->on_loop_init != NULL && server->on_loop_init(loop) != 0) {
+        server->_exit_code = 1;
+        stop_all(server);
+    }
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    if (!priv_of(loop)->forced)
+        uv_loop_close(&loop->uv);
+}
+
+static void *thread_main(void *arg)
+{
+    run_loop(arg);
+    return NULL;
+}
+
+int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size)
+{
+    int ret = 1;
+    unsigned i, opened = 0;
+    pthread_t *threads = NULL;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (server->threads == 0)
+        server->threads = 1;
+    h2o_config_init(&server->_h2o);
+    server->_h2o.max_request_entity_size = server->max_body;
+    server->_h2o.http1.req_timeout = 10000; /* idle and slow clients get 10 s for a whole request */
+    server->_h2o.http2.idle_timeout = 10000;
+    server->_h2o.http1.upgrade_to_http2 = 0;
+    h2o_hostconf_t *hostconf = h2o_config_register_host(&server->_h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_handler_t *handler = h2o_create_handler(h2o_config_register_path(hostconf, "/", 0), sizeof(*handler));
+    handler->on_req = on_req;
+
+    if ((server->_slots = calloc(server->threads, sizeof(*server->_slots))) == NULL ||
+        (threads = calloc(server->threads, sizeof(*threads))) == NULL)
+        abort();
+    for (i = 0; i < server->threads; ++i) {
+        loop_slot_t *slot = &server->_slots[i];
+        slot->loop.server = server;
+        slot->loop.index = i;
+        if ((slot->priv.listen_fd = open_listener(server->listen, errstr, errstr_size)) < 0)
+            goto Exit;
+        ++opened;
+    }
+    for (i = 0; i < server->threads; ++i) {
+        if (init_loop(&server->_slots[i].loop, errstr, errstr_size) != 0)
+            abort(); /* the fd was just opened and bound: only a libuv bug gets here */
+    }
+    ph_log_info("listening", "\"listen\":\"%s\",\"threads\":%u", server->listen, server->threads);
+    /* loop 0 runs on this thread (it owns the signal handlers); the others get their own */
+    for (i = 1; i < server->threads; ++i)
+        if (pthread_create(&threads[i], NULL, thread_main, &server->_slots[i].loop) != 0)
+            abort();
+    run_loop(&server->_slots[0].loop);
+    for (i = 1; i < server->threads; ++i)
+        pthread_join(threads[i], NULL);
+    ret = server->_exit_code;
+    for (i = 0; i < server->threads; ++i)
+        if (server->_slots[i].priv.forced)
+            goto Forced;
+    opened = 0; /* uv_tcp_open took the fds; closing the handles closed them */
+Exit:
+    for (i = 0; i < opened; ++i)
+        close(server->_slots[i].priv.listen_fd);
+    free(server->_slots);
+    server->_slots = NULL;
+    free(threads);
+    h2o_config_dispose(&server->_h2o);
+    return ret;
+Forced:
+    /* some loop still had open connections: its memory stays reachable until the process exits */
+    free(threads);
+    return ret;
+}
