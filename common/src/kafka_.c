@@ -54,23 +54,27 @@ void ph_kafka_bridge_kick(ph_kafka_bridge_t *bridge)
         uv_idle_start(&bridge->_again, on_again);
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
     ph_kafka_bridge_t *bridge = h->data;
-    if (h == (uv_handle_t *)&bridge->_poll) {
-        close(bridge->_fds[0]);
-        close(bridge->_fds[1]);
-    }
+    if (--bridge->_open != 0)
+        return;
+    close(bridge->_fds[0]);
+    close(bridge->_fds[1]);
+    if (bridge->_on_closed != NULL)
+        bridge->_on_closed(bridge);
 }
 
-void ph_kafka_bridge_close(ph_kafka_bridge_t *bridge)
+void ph_kafka_bridge_close(ph_kafka_bridge_t *bridge, void (*on_closed)(ph_kafka_bridge_t *bridge))
 {
     if (bridge->_closing)
         return;
     bridge->_closing = 1;
+    bridge->_on_closed = on_closed;
+    bridge->_open = 2;
     rd_kafka_queue_io_event_enable(bridge->queue, -1, NULL, 0);
-    uv_close((uv_handle_t *)&bridge->_poll, on_closed);
-    uv_close((uv_handle_t *)&bridge->_again, on_closed);
+    uv_close((uv_handle_t *)&bridge->_poll, on_handle_closed);
+    uv_close((uv_handle_t *)&bridge->_again, on_handle_closed);
 }
 
 int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, char *errstr, size_t errstr_size)

@@ -43,14 +43,13 @@ static const char apply_lua[] =
 
 /* KEYS: videos hash, row zset. ARGV: limit.
  * Returns a flat array video_id, state, ... of the newest unfinished videos, newest first. */
-static const char row_lua[] =
-    "local ids = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', 0, 'LIMIT', 0, tonumber(ARGV[1]))\n"
-    "if #ids == 0 then return {} end\n"
-    "local st = redis.call('HMGET', KEYS[1], unpack(ids))\n"
-    "local out = {}\n"
-    "for i, id in ipairs(ids) do\n"
-    "  if st[i] then out[#out + 1] = id; out[#out + 1] = st[i] end\n"
-    "end\n"
-    "return out\n";
+static const char row_lua[] = "local ids = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', 0, 'LIMIT', 0, tonumber(ARGV[1]))\n"
+                              "if #ids == 0 then return {} end\n"
+                              "local st = redis.call('HMGET', KEYS[1], unpack(ids))\n"
+                              "local out = {}\n"
+                              "for i, id in ipairs(ids) do\n"
+                              "  if st[i] then out[#out + 1] = id; out[#out + 1] = st[i] end\n"
+                              "end\n"
+                              "return out\n";
 
 const char *const PH_SCRIPTS[PH_SCRIPT_COUNT] = {apply_lua, row_lua};

@@ -242,7 +242,6 @@ static void on_stop_async(uv_async_t *async)
         return;
     loop->stopping = 1;
     close_if_open((uv_handle_t *)&loop->listener);
-    h2o_context_request_shutdown(&loop->h2o);
     priv->phase = STOP_REQUESTS;
     priv->phase_deadline = ph_mono_ms() + loop->server->shutdown_grace_ms;
     uv_timer_start(&loop->_drain_timer, on_drain_timer, 0, 10);

@@ -11,15 +11,18 @@
 typedef enum { PH_OPT_STR, PH_OPT_INT, PH_OPT_BOOL } ph_opt_type_t;
 
 typedef struct ph_option_s {
-    const char *name;      /* "listen": flag --listen, env PLAYHEAD_LISTEN */
+    const char *name; /* "listen": flag --listen, env PLAYHEAD_LISTEN */
     ph_opt_type_t type;
-    const char *defval;    /* text form of the default */
-    long long min, max;    /* PH_OPT_INT range, inclusive */
-    size_t offset;         /* into the program's config struct: char * / long long / int */
+    const char *defval; /* text form of the default */
+    long long min, max; /* PH_OPT_INT range, inclusive */
+    size_t offset;      /* into the program's config struct: char * / long long / int */
     const char *help;
 } ph_option_t;
 
-#define PH_OPTIONS_END {NULL, PH_OPT_STR, NULL, 0, 0, 0, NULL}
+#define PH_OPTIONS_END                                                                                                             \
+    {                                                                                                                              \
+        NULL, PH_OPT_STR, NULL, 0, 0, 0, NULL                                                                                      \
+    }
 
 #define PH_KAFKA_PROPS_MAX 64
 typedef struct ph_kafka_props_s {

@@ -10,12 +10,12 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
-#define PH_ID_MAX 128                   /* bytes, for user_id, video_id and session_id */
-#define PH_POSITION_MAX 1e7             /* seconds */
-#define PH_TS_MAX ((int64_t)1 << 53)    /* exclusive upper bound of ts (ms) */
+#define PH_ID_MAX 128                /* bytes, for user_id, video_id and session_id */
+#define PH_POSITION_MAX 1e7          /* seconds */
+#define PH_TS_MAX ((int64_t)1 << 53) /* exclusive upper bound of ts (ms) */
 #define PH_TS_FUTURE_SLACK_MS (5 * 60 * 1000)
-#define PH_BATCH_MAX 1000               /* events per request */
-#define PH_EVENT_JSON_MAX 1024          /* upper bound of ph_event_to_json's output */
+#define PH_BATCH_MAX 1000      /* events per request */
+#define PH_EVENT_JSON_MAX 1024 /* upper bound of ph_event_to_json's output */
 
 typedef struct ph_event_s {
     char user_id[PH_ID_MAX + 1];

@@ -22,8 +22,10 @@ struct ph_kafka_bridge_s {
     ph_kafka_ready_cb on_ready;
     uv_poll_t _poll;
     uv_idle_t _again;
+    void (*_on_closed)(ph_kafka_bridge_t *bridge);
     int _fds[2];
     int _closing;
+    int _open;
 };
 
 /* Starts watching `queue` on `loop`. Returns 0 or -1. */
@@ -31,8 +33,9 @@ int ph_kafka_bridge_init(ph_kafka_bridge_t *bridge, uv_loop_t *loop, rd_kafka_qu
                          void *data);
 /* Runs on_ready soon, as if the queue had signalled (e.g. after un-pausing). */
 void ph_kafka_bridge_kick(ph_kafka_bridge_t *bridge);
-/* Stops watching and closes the uv handles (asynchronously; run the loop to finish). */
-void ph_kafka_bridge_close(ph_kafka_bridge_t *bridge);
+/* Stops watching and closes the uv handles; on_closed (may be NULL) runs once they are closed,
+ * after which the bridge's memory may be freed. */
+void ph_kafka_bridge_close(ph_kafka_bridge_t *bridge, void (*on_closed)(ph_kafka_bridge_t *bridge));
 
 /* Applies `props` (-X / PLAYHEAD_KAFKA_*) to conf; errstr holds librdkafka's own message. */
 int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, char *errstr, size_t errstr_size);

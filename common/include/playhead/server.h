@@ -40,8 +40,8 @@ struct ph_loop_s {
     uv_tcp_t listener;
     uv_async_t stop_async;
     ph_server_t *server;
-    unsigned index;   /* 0 .. threads-1 */
-    void *app;        /* the program's per-loop state, set by on_loop_init */
+    unsigned index;    /* 0 .. threads-1 */
+    void *app;         /* the program's per-loop state, set by on_loop_init */
     uint64_t inflight; /* asynchronous requests not answered yet, maintained by the program */
     int stopping;
     uv_thread_t _thread;
@@ -51,16 +51,16 @@ struct ph_loop_s {
 
 struct ph_server_s {
     /* set by the program before ph_server_run */
-    const char *name;          /* for logs */
-    const char *listen;        /* "host:port" */
+    const char *name;   /* for logs */
+    const char *listen; /* "host:port" */
     unsigned threads;
-    size_t max_body;           /* bytes; larger bodies get 413 */
-    uint64_t shutdown_grace_ms; /* how long in-flight requests may take after SIGTERM */
-    const ph_route_t *routes;  /* terminated by a {NULL} entry */
+    size_t max_body;                          /* bytes; larger bodies get 413 */
+    uint64_t shutdown_grace_ms;               /* how long in-flight requests may take after SIGTERM */
+    const ph_route_t *routes;                 /* terminated by a {NULL} entry */
     int (*on_loop_init)(ph_loop_t *loop);     /* on the loop's thread, before serving; -1 aborts */
     void (*on_loop_stop)(ph_loop_t *loop);    /* listener closed, in-flight drained or timed out */
     void (*on_loop_dispose)(ph_loop_t *loop); /* after the loop stopped running */
-    void *app;                 /* program-wide state */
+    void *app;                                /* program-wide state */
 
     h2o_globalconf_t _h2o;
     struct ph_loop_slot_s *_slots;

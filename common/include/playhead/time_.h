@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-int64_t ph_now_ms(void);       /* CLOCK_REALTIME, ms since the Unix epoch */
-uint64_t ph_mono_ms(void);     /* CLOCK_MONOTONIC, ms */
+int64_t ph_now_ms(void);   /* CLOCK_REALTIME, ms since the Unix epoch */
+uint64_t ph_mono_ms(void); /* CLOCK_MONOTONIC, ms */
 
 #endif

@@ -1,0 +1,85 @@
+/*
+ * playhead-ingest's shared declarations: its configuration, its per-loop state (one Kafka
+ * producer per loop, so delivery reports come back on the loop that owns the request), and the
+ * produce API used by the HTTP handlers.
+ */
+#ifndef PLAYHEAD_INGEST_H
+#define PLAYHEAD_INGEST_H
+
+#include <stdint.h>
+#include <librdkafka/rdkafka.h>
+#include "playhead/config.h"
+#include "playhead/event.h"
+#include "playhead/http_.h"
+#include "playhead/kafka_.h"
+#include "playhead/server.h"
+
+typedef struct ph_ingest_config_s {
+    const char *listen;
+    const char *brokers;
+    const char *topic;
+    long long delivery_timeout_ms;
+    long long message_timeout_ms;
+    long long threads;
+    long long max_body;
+    const char *log_level;
+    ph_kafka_props_t kafka;
+} ph_ingest_config_t;
+
+typedef struct ph_produce_s ph_produce_t;
+
+/* How a request is answered once Kafka has taken (ok=1) or not taken (ok=0) all its events. */
+typedef void (*ph_produce_done_cb)(h2o_req_t *req, size_t count, int ok);
+
+struct ph_produce_s {
+    ph_produce_t *next, *prev; /* in the loop's pending list, oldest first */
+    ph_req_link_t link;
+    struct ph_ingest_loop_s *il;
+    ph_produce_done_cb done;
+    size_t count;       /* events of the request */
+    size_t outstanding; /* handed to librdkafka, no delivery report yet */
+    uint64_t deadline;
+    int failed;
+    int answered;
+};
+
+typedef struct ph_ingest_stats_s {
+    uint64_t requests_accepted, requests_unavailable, events_produced, delivery_failures, events_rejected;
+} ph_ingest_stats_t;
+
+typedef struct ph_ingest_loop_s {
+    ph_loop_t *loop;
+    const ph_ingest_config_t *cfg;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    ph_kafka_bridge_t bridge;
+    uv_timer_t deadline_timer;
+    uv_timer_t flush_timer;
+    int open_handles;
+    int kafka_down;       /* for logging state changes once */
+    ph_produce_t pending; /* sentinel */
+    ph_produce_t *freelist;
+    ph_ingest_stats_t stats;
+} ph_ingest_loop_t;
+
+/* Creates the loop's producer (on_loop_init). Returns 0 or -1 (logged). */
+int ph_producer_init(ph_loop_t *loop, const ph_ingest_config_t *cfg);
+/* Stops taking requests' events and flushes what librdkafka holds (on_loop_stop). */
+void ph_producer_stop(ph_loop_t *loop);
+/* Releases everything (on_loop_dispose). */
+void ph_producer_dispose(ph_loop_t *loop);
+
+/* Produces `events` for `req` and answers it through `done` once every delivery report arrived,
+ * or with ok=0 at the delivery deadline, at the first failure, or at once when librdkafka's queue
+ * is full. Runs on the loop thread; the request may go away meanwhile. */
+void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events, size_t count, ph_produce_done_cb done);
+
+/* 400 {"error", "index" (when batch), "field"} for a rejected event. */
+void ph_send_event_error(h2o_req_t *req, const ph_event_error_t *err, int batch);
+
+/* HTTP handlers. */
+int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_compat_watching(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+
+#endif
