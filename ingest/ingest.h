@@ -12,6 +12,7 @@
 #include "playhead/event.h"
 #include "playhead/http_.h"
 #include "playhead/kafka_.h"
+#include "playhead/metrics.h"
 #include "playhead/server.h"
 
 typedef struct ph_ingest_config_s {
@@ -23,6 +24,7 @@ typedef struct ph_ingest_config_s {
     long long threads;
     long long max_body;
     const char *log_level;
+    const char *cors_origins;
     ph_kafka_props_t kafka;
 } ph_ingest_config_t;
 
@@ -39,17 +41,35 @@ struct ph_produce_s {
     size_t count;       /* events of the request */
     size_t outstanding; /* handed to librdkafka, no delivery report yet */
     uint64_t deadline;
+    uint64_t started_ms;
     int failed;
     int answered;
 };
 
+/* Process-wide figures, updated by every loop (relaxed atomics). */
 typedef struct ph_ingest_stats_s {
-    uint64_t requests_accepted, requests_unavailable, events_produced, delivery_failures, events_rejected;
+    ph_counter_t *events_accepted;    /* acknowledged by Kafka, answered 2xx */
+    ph_counter_t *events_invalid;     /* rejected by validation */
+    ph_counter_t *events_unavailable; /* in requests answered 503 */
+    ph_counter_t *events_produced;    /* delivery reports without error */
+    ph_counter_t *delivery_failures;  /* delivery reports with an error */
+    ph_histogram_t *ack_latency;      /* produce to last delivery report of a request */
 } ph_ingest_stats_t;
+
+/* Program-wide state (server->app). */
+typedef struct ph_ingest_s {
+    ph_ingest_config_t cfg;
+    ph_metrics_t *metrics;
+    ph_ingest_stats_t stats;
+} ph_ingest_t;
+
+/* Registers ingest's metrics into ing->metrics and fills ing->stats. */
+void ph_ingest_metrics_register(ph_ingest_t *ing);
 
 typedef struct ph_ingest_loop_s {
     ph_loop_t *loop;
     const ph_ingest_config_t *cfg;
+    ph_ingest_stats_t *stats;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
     ph_kafka_bridge_t bridge;
@@ -59,11 +79,10 @@ typedef struct ph_ingest_loop_s {
     int kafka_down;       /* for logging state changes once */
     ph_produce_t pending; /* sentinel */
     ph_produce_t *freelist;
-    ph_ingest_stats_t stats;
 } ph_ingest_loop_t;
 
 /* Creates the loop's producer (on_loop_init). Returns 0 or -1 (logged). */
-int ph_producer_init(ph_loop_t *loop, const ph_ingest_config_t *cfg);
+int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing);
 /* Stops taking requests' events and flushes what librdkafka holds (on_loop_stop). */
 void ph_producer_stop(ph_loop_t *loop);
 /* Releases everything (on_loop_dispose). */

@@ -10,17 +10,19 @@
 #include "playhead/log.h"
 
 static const ph_option_t options[] = {
-    {"listen", PH_OPT_STR, "127.0.0.1:8080", 0, 0, offsetof(ph_ingest_config_t, listen), "HTTP listen address host:port"},
-    {"brokers", PH_OPT_STR, "127.0.0.1:9092", 0, 0, offsetof(ph_ingest_config_t, brokers), "Kafka bootstrap servers"},
-    {"topic", PH_OPT_STR, "playhead.positions", 0, 0, offsetof(ph_ingest_config_t, topic), "Kafka topic of position events"},
-    {"delivery-timeout-ms", PH_OPT_INT, "5000", 100, 600000, offsetof(ph_ingest_config_t, delivery_timeout_ms),
+    {"listen", PH_OPT_STR, "127.0.0.1:8080", 0, 0, offsetof(ph_ingest_t, cfg.listen), "HTTP listen address host:port"},
+    {"brokers", PH_OPT_STR, "127.0.0.1:9092", 0, 0, offsetof(ph_ingest_t, cfg.brokers), "Kafka bootstrap servers"},
+    {"topic", PH_OPT_STR, "playhead.positions", 0, 0, offsetof(ph_ingest_t, cfg.topic), "Kafka topic of position events"},
+    {"delivery-timeout-ms", PH_OPT_INT, "5000", 100, 600000, offsetof(ph_ingest_t, cfg.delivery_timeout_ms),
      "answer 503 when Kafka has not acknowledged a request's events within this time"},
-    {"message-timeout-ms", PH_OPT_INT, "30000", 1000, 900000, offsetof(ph_ingest_config_t, message_timeout_ms),
+    {"message-timeout-ms", PH_OPT_INT, "30000", 1000, 900000, offsetof(ph_ingest_t, cfg.message_timeout_ms),
      "how long librdkafka keeps retrying an event (message.timeout.ms)"},
-    {"threads", PH_OPT_INT, "0", 0, 256, offsetof(ph_ingest_config_t, threads), "event loops (threads); 0 = number of cores"},
-    {"max-body", PH_OPT_INT, "1048576", 1024, 67108864, offsetof(ph_ingest_config_t, max_body),
+    {"threads", PH_OPT_INT, "0", 0, 256, offsetof(ph_ingest_t, cfg.threads), "event loops (threads); 0 = number of cores"},
+    {"max-body", PH_OPT_INT, "1048576", 1024, 67108864, offsetof(ph_ingest_t, cfg.max_body),
      "largest request body in bytes (413 above)"},
-    {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(ph_ingest_config_t, log_level), "debug, info, warn or error"},
+    {"cors-origins", PH_OPT_STR, "http://127.0.0.1:8081,http://localhost:8081", 0, 0, offsetof(ph_ingest_t, cfg.cors_origins),
+     "comma-separated origins allowed by CORS (the demo player's origin by default); \"\" for none"},
+    {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(ph_ingest_t, cfg.log_level), "debug, info, warn or error"},
     PH_OPTIONS_END,
 };
 
@@ -28,6 +30,7 @@ static const ph_route_t routes[] = {
     {"POST", "/v1/positions", ph_handle_positions},
     {"POST", "/watching", ph_handle_compat_watching},
     {"GET", "/healthz", ph_handle_healthz},
+    {"GET", "/metrics", ph_server_handle_metrics},
     {NULL, NULL, NULL},
 };
 
@@ -38,11 +41,12 @@ static int on_loop_init(ph_loop_t *loop)
 
 int main(int argc, char **argv)
 {
-    static ph_ingest_config_t cfg;
+    static ph_ingest_t ing;
+    const ph_ingest_config_t *cfg = &ing.cfg;
     char errstr[512];
     ph_log_level_t level;
 
-    switch (ph_config_parse(options, &cfg, &cfg.kafka, argc, argv, "playhead-ingest",
+    switch (ph_config_parse(options, &ing, &ing.cfg.kafka, argc, argv, "playhead-ingest",
                             "Accepts position events over HTTP and produces them to Kafka.", errstr, sizeof(errstr))) {
     case PH_CONFIG_EXIT:
         return 0;
@@ -52,29 +56,33 @@ int main(int argc, char **argv)
     default:
         break;
     }
-    if (ph_log_level_parse(cfg.log_level, &level) != 0) {
-        fprintf(stderr, "playhead-ingest: option log-level: '%s' is not debug, info, warn or error\n", cfg.log_level);
+    if (ph_log_level_parse(cfg->log_level, &level) != 0) {
+        fprintf(stderr, "playhead-ingest: option log-level: '%s' is not debug, info, warn or error\n", cfg->log_level);
         return 2;
     }
     ph_log_init("ingest", level);
 
     ph_server_t server = {
         .name = "ingest",
-        .listen = cfg.listen,
-        .threads = cfg.threads ? (unsigned)cfg.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
-        .max_body = (size_t)cfg.max_body,
-        .shutdown_grace_ms = (uint64_t)cfg.delivery_timeout_ms + 2000,
+        .listen = cfg->listen,
+        .threads = cfg->threads ? (unsigned)cfg->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+        .max_body = (size_t)cfg->max_body,
+        .shutdown_grace_ms = (uint64_t)cfg->delivery_timeout_ms + 2000,
         .routes = routes,
         .on_loop_init = on_loop_init,
         .on_loop_stop = ph_producer_stop,
         .on_loop_dispose = ph_producer_dispose,
-        .app = &cfg,
+        .app = &ing,
+        .cors_origins = cfg->cors_origins,
+        .metrics = ing.metrics = ph_metrics_new(),
     };
-    ph_log(PH_LOG_INFO, "ingest starting", "\"brokers\":\"%s\",\"topic\":\"%s\"", cfg.brokers, cfg.topic);
+    ph_ingest_metrics_register(&ing);
+    ph_log(PH_LOG_INFO, "ingest starting", "\"brokers\":\"%s\",\"topic\":\"%s\"", cfg->brokers, cfg->topic);
     int code = ph_server_run(&server, errstr, sizeof(errstr));
     if (code != 0 && errstr[0] != '\0')
         fprintf(stderr, "playhead-ingest: %s\n", errstr);
-    for (size_t i = 0; i < cfg.kafka.count; ++i)
-        free((char *)cfg.kafka.keys[i]);
+    for (size_t i = 0; i < cfg->kafka.count; ++i)
+        free((char *)cfg->kafka.keys[i]);
+    ph_metrics_free(ing.metrics);
     return code;
 }

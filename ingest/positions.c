@@ -52,7 +52,7 @@ int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
     ph_event_error_t err;
     int n = ph_events_decode(req->entity.base, req->entity.len, ph_now_ms(), &events, &err);
     if (n < 0) {
-        il->stats.events_rejected++;
+        ph_counter_add(il->stats->events_invalid, 1);
         ph_send_event_error(req, &err, req->entity.len > 0 && memchr(req->entity.base, '[', req->entity.len) != NULL);
         return 0;
     }

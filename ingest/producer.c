@@ -25,10 +25,12 @@ static void produce_answer(ph_produce_t *p, int ok)
         return;
     p->answered = 1;
     p->il->loop->inflight--;
-    if (ok)
-        p->il->stats.requests_accepted++;
-    else
-        p->il->stats.requests_unavailable++;
+    if (ok) {
+        ph_counter_add(p->il->stats->events_accepted, p->count);
+        ph_histogram_observe(p->il->stats->ack_latency, (double)(ph_mono_ms() - p->started_ms) / 1e3);
+    } else {
+        ph_counter_add(p->il->stats->events_unavailable, p->count);
+    }
     if (p->link.req != NULL)
         p->done(p->link.req, p->count, ok);
 }
@@ -50,9 +52,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     ph_ingest_loop_t *il = p->il;
     if (msg->err) {
         p->failed = 1;
-        il->stats.delivery_failures++;
+        ph_counter_add(il->stats->delivery_failures, 1);
     } else {
-        il->stats.events_produced++;
+        ph_counter_add(il->stats->events_produced, 1);
         if (il->kafka_down) {
             il->kafka_down = 0;
             ph_log_info("kafka: deliveries succeed again", NULL);
@@ -121,7 +123,8 @@ void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events
     p->il = il;
     p->done = done;
     p->count = count;
-    p->deadline = ph_mono_ms() + (uint64_t)il->cfg->delivery_timeout_ms;
+    p->started_ms = ph_mono_ms();
+    p->deadline = p->started_ms + (uint64_t)il->cfg->delivery_timeout_ms;
     p->prev = il->pending.prev;
     p->next = &il->pending;
     il->pending.prev->next = p;
@@ -152,14 +155,16 @@ void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events
         uv_timer_start(&il->deadline_timer, on_deadline_timer, 50, 50);
 }
 
-int ph_producer_init(ph_loop_t *loop, const ph_ingest_config_t *cfg)
+int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
 {
+    const ph_ingest_config_t *cfg = &ing->cfg;
     char errstr[512], num[32];
     ph_ingest_loop_t *il = calloc(1, sizeof(*il));
     if (il == NULL)
         abort();
     il->loop = loop;
     il->cfg = cfg;
+    il->stats = &ing->stats;
     il->pending.next = il->pending.prev = &il->pending;
     loop->app = il;
 
@@ -278,4 +283,22 @@ void ph_producer_dispose(ph_loop_t *loop)
     }
     uv_close((uv_handle_t *)&il->deadline_timer, on_handle_closed);
     uv_close((uv_handle_t *)&il->flush_timer, on_handle_closed);
+}
+
+void ph_ingest_metrics_register(ph_ingest_t *ing)
+{
+    ph_metrics_t *m = ing->metrics;
+    ph_ingest_stats_t *st = &ing->stats;
+    static const char events_help[] = "Position events by outcome.";
+    st->events_accepted =
+        ph_metrics_counter(m, "playhead_ingest_events_accepted_total", "Events acknowledged by Kafka and answered with a 2xx.", "");
+    st->events_invalid = ph_metrics_counter(m, "playhead_ingest_events_rejected_total", events_help, "reason=\"invalid\"");
+    st->events_unavailable =
+        ph_metrics_counter(m, "playhead_ingest_events_rejected_total", events_help, "reason=\"kafka_unavailable\"");
+    st->events_produced = ph_metrics_counter(m, "playhead_ingest_events_produced_total", "Delivery reports without error.", "");
+    st->delivery_failures = ph_metrics_counter(m, "playhead_ingest_delivery_failures_total", "Delivery reports with an error.", "");
+    st->ack_latency = ph_metrics_histogram(m, "playhead_ingest_produce_ack_seconds",
+                                           "Time from producing a request's events to Kafka's last acknowledgement.", "",
+                                           PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
+    ph_metrics_process(m);
 }

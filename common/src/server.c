@@ -71,6 +71,49 @@ static int route_match(const char *pattern, const char *path, size_t path_len, p
     return s == end;
 }
 
+/* 1 when `origin` is in the comma-separated allow-list; *wildcard set when it matched "*". */
+static int cors_allowed(const char *list, h2o_iovec_t origin, int *wildcard)
+{
+    *wildcard = 0;
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == ',')
+            ++p;
+        const char *end = p + strcspn(p, ", ");
+        size_t len = (size_t)(end - p);
+        if (len == 1 && *p == '*') {
+            *wildcard = 1;
+            return 1;
+        }
+        if (len != 0 && h2o_memis(p, len, origin.base, origin.len))
+            return 1;
+        p = end;
+    }
+    return 0;
+}
+
+/* Adds the CORS response headers for an allowed Origin. Returns 1 when the origin is allowed. */
+static int add_cors_headers(ph_server_t *server, h2o_req_t *req)
+{
+    ssize_t i;
+    int wildcard;
+    if (server->cors_origins == NULL || (i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1)) == -1)
+        return 0;
+    h2o_iovec_t origin = req->headers.entries[i].value;
+    if (!cors_allowed(server->cors_origins, origin, &wildcard))
+        return 0;
+    if (wildcard) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, H2O_STRLIT("*"));
+    } else {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-credentials"), 0, NULL,
+                              H2O_STRLIT("true"));
+    }
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-expose-headers"), 0, NULL,
+                          H2O_STRLIT("Retry-After"));
+    return 1;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
@@ -79,11 +122,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ph_params_t params;
     char allow[128];
     size_t allow_len = 0;
+    int cors = add_cors_headers(loop->server, req);
+    int preflight = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"));
 
     for (const ph_route_t *r = routes; r->method != NULL; ++r) {
         if (!route_match(r->pattern, req->path_normalized.base, req->path_normalized.len, &params))
             continue;
-        if (h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)))
+        if (!preflight && h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)))
             return r->fn(loop, req, &params);
         size_t mlen = strlen(r->method);
         if (allow_len + mlen + 2 < sizeof(allow) && !(allow_len && strstr(allow, r->method))) {
@@ -96,13 +141,99 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             allow[allow_len] = '\0';
         }
     }
-    if (allow_len != 0) {
+    if (allow_len != 0 && preflight) {
+        /* CORS preflight: answered for allowed origins only, with the methods of this path */
+        if (cors) {
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"), 0, NULL,
+                                  h2o_strdup(&req->pool, allow, allow_len).base, allow_len);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"), 0, NULL,
+                                  H2O_STRLIT("Content-Type, Authorization"));
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"), 0, NULL, H2O_STRLIT("600"));
+            ph_http_send_empty(req, 204);
+        } else {
+            ph_http_send_error(req, 403, "origin not allowed");
+        }
+    } else if (allow_len != 0) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, allow_len).base,
                        allow_len);
         ph_http_send_error(req, 405, "method not allowed");
     } else {
         ph_http_send_error(req, 404, "not found");
     }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static const int tracked_statuses[] = {200, 201, 202, 204, 302, 304, 400, 401, 403, 404, 405, 408, 413, 414, 415, 429, 500, 503};
+#define NSTATUS (sizeof(tracked_statuses) / sizeof(tracked_statuses[0]))
+
+typedef struct ph_route_metrics_s {
+    ph_histogram_t *latency;
+    ph_counter_t *requests[NSTATUS + 1]; /* the last: any other status */
+} route_metrics_t;
+
+static void register_route_metrics(ph_server_t *server)
+{
+    size_t n = 0;
+    while (server->routes[n].method != NULL)
+        ++n;
+    if ((server->_route_metrics = calloc(n + 1, sizeof(*server->_route_metrics))) == NULL)
+        abort();
+    for (size_t r = 0; r <= n; ++r) {
+        char route[256], labels[384];
+        if (r < n)
+            ph_metrics_escape(route, sizeof(route), server->routes[r].pattern);
+        snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\"", r < n ? server->routes[r].method : "other",
+                 r < n ? route : "other");
+        route_metrics_t *rm = &server->_route_metrics[r];
+        rm->latency = ph_metrics_histogram(server->metrics, "playhead_http_request_duration_seconds",
+                                           "Time from the start of a request to the end of its response.", labels,
+                                           PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
+        for (size_t i = 0; i <= NSTATUS; ++i) {
+            char series[448], status[8];
+            snprintf(status, sizeof(status), i < NSTATUS ? "%d" : "other", i < NSTATUS ? tracked_statuses[i] : 0);
+            snprintf(series, sizeof(series), "%s,status=\"%s\"", labels, status);
+            rm->requests[i] =
+                ph_metrics_counter(server->metrics, "playhead_http_requests_total", "HTTP requests answered.", series);
+        }
+    }
+}
+
+static void on_log_access(h2o_logger_t *self, h2o_req_t *req)
+{
+    (void)self;
+    ph_server_t *server = ph_loop_of(req)->server;
+    if (server->_route_metrics == NULL)
+        return;
+    const ph_route_t *r = server->routes;
+    ph_params_t params;
+    size_t i = 0;
+    for (; r[i].method != NULL; ++i)
+        if (h2o_memis(req->method.base, req->method.len, r[i].method, strlen(r[i].method)) &&
+            route_match(r[i].pattern, req->path_normalized.base, req->path_normalized.len, &params))
+            break;
+    route_metrics_t *rm = &server->_route_metrics[i];
+    size_t s = 0;
+    while (s < NSTATUS && tracked_statuses[s] != req->res.status)
+        ++s;
+    ph_counter_add(rm->requests[s], 1);
+    int64_t usec;
+    if (h2o_time_compute_duration(req, &usec))
+        ph_histogram_observe(rm->latency, (double)usec / 1e6);
+}
+
+int ph_server_handle_metrics(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
+{
+    (void)params;
+    ph_buf_t b = {0};
+    if (loop->server->metrics != NULL)
+        ph_metrics_render(loop->server->metrics, &b);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; version=0.0.4"));
+    h2o_send_inline(req, b.data ? b.data : "", b.len);
+    ph_buf_free(&b);
     return 0;
 }
 
@@ -332,8 +463,15 @@ int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size)
     server->_h2o.http2.idle_timeout = 10000;
     server->_h2o.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&server->_h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_handler_t *handler = h2o_create_handler(h2o_config_register_path(hostconf, "/", 0), sizeof(*handler));
+    h2o_pathconf_t *root = h2o_config_register_path(hostconf, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(root, sizeof(*handler));
     handler->on_req = on_req;
+    if (server->metrics != NULL) {
+        register_route_metrics(server);
+        h2o_create_logger(root, sizeof(h2o_logger_t))->log_access = on_log_access;
+    }
+    if (server->static_dir != NULL && server->static_dir[0] != '\0')
+        h2o_file_register(h2o_config_register_path(hostconf, server->static_prefix, 0), server->static_dir, NULL, NULL, 0);
 
     if ((server->_slots = calloc(server->threads, sizeof(*server->_slots))) == NULL ||
         (threads = calloc(server->threads, sizeof(*threads))) == NULL)
@@ -370,6 +508,8 @@ Exit:
     server->_slots = NULL;
     free(threads);
     h2o_config_dispose(&server->_h2o);
+    free(server->_route_metrics);
+    server->_route_metrics = NULL;
     return ret;
 Forced:
     /* some loop still had open connections: its memory stays reachable until the process exits */

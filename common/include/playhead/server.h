@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include <h2o.h>
+#include "playhead/metrics.h"
 
 typedef struct ph_loop_s ph_loop_t;
 typedef struct ph_server_s ph_server_t;
@@ -57,20 +58,28 @@ struct ph_server_s {
     size_t max_body;                          /* bytes; larger bodies get 413 */
     uint64_t shutdown_grace_ms;               /* how long in-flight requests may take after SIGTERM */
     const ph_route_t *routes;                 /* terminated by a {NULL} entry */
+    const char *static_dir;                   /* when set, files under it are served at static_prefix by h2o */
+    const char *static_prefix;                /* e.g. "/demo" */
     int (*on_loop_init)(ph_loop_t *loop);     /* on the loop's thread, before serving; -1 aborts */
     void (*on_loop_stop)(ph_loop_t *loop);    /* listener closed, in-flight drained or timed out */
     void (*on_loop_dispose)(ph_loop_t *loop); /* after the loop stopped running */
     void *app;                                /* program-wide state */
+    ph_metrics_t *metrics;                    /* when set: per-route request counters and latency histograms */
+    const char *cors_origins;                 /* comma-separated allow-list of origins ("*" = any, without credentials) */
 
     h2o_globalconf_t _h2o;
     struct ph_loop_slot_s *_slots;
     int _exit_code;
+    struct ph_route_metrics_s *_route_metrics;
 };
 
 /* Binds, runs every loop until SIGTERM/SIGINT (graceful: stop accepting, wait for in-flight up to
  * shutdown_grace_ms, on_loop_stop, close), and returns the exit code (0 on a clean stop). A second
  * signal exits at once. errstr explains a failure to start. */
 int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size);
+
+/* GET /metrics handler for route tables: renders server->metrics. */
+int ph_server_handle_metrics(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 
 /* The loop serving `req`. */
 static inline ph_loop_t *ph_loop_of(h2o_req_t *req)
