@@ -11,6 +11,7 @@
 #include "playhead/config.h"
 #include "playhead/event.h"
 #include "playhead/http_.h"
+#include "playhead/identity.h"
 #include "playhead/kafka_.h"
 #include "playhead/metrics.h"
 #include "playhead/server.h"
@@ -25,6 +26,8 @@ typedef struct ph_ingest_config_s {
     long long max_body;
     const char *log_level;
     const char *cors_origins;
+    const char *auth;
+    const char *jwt_secret_file;
     ph_kafka_props_t kafka;
 } ph_ingest_config_t;
 
@@ -59,6 +62,7 @@ typedef struct ph_ingest_stats_s {
 /* Program-wide state (server->app). */
 typedef struct ph_ingest_s {
     ph_ingest_config_t cfg;
+    ph_auth_t auth;
     ph_metrics_t *metrics;
     ph_ingest_stats_t stats;
 } ph_ingest_t;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "ingest.h"
+#include "playhead/identity.h"
 #include "playhead/log.h"
 
 static const ph_option_t options[] = {
@@ -22,6 +23,10 @@ static const ph_option_t options[] = {
      "largest request body in bytes (413 above)"},
     {"cors-origins", PH_OPT_STR, "http://127.0.0.1:8081,http://localhost:8081", 0, 0, offsetof(ph_ingest_t, cfg.cors_origins),
      "comma-separated origins allowed by CORS (the demo player's origin by default); \"\" for none"},
+    {"auth", PH_OPT_STR, "jwt", 0, 0, offsetof(ph_ingest_t, cfg.auth),
+     "jwt (HS256 bearer tokens; secret from PLAYHEAD_JWT_SECRET or jwt-secret-file) or dev (trust the request's user)"},
+    {"jwt-secret-file", PH_OPT_STR, "", 0, 0, offsetof(ph_ingest_t, cfg.jwt_secret_file),
+     "file holding the JWT secret (when PLAYHEAD_JWT_SECRET is not set)"},
     {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(ph_ingest_t, cfg.log_level), "debug, info, warn or error"},
     PH_OPTIONS_END,
 };
@@ -61,6 +66,10 @@ int main(int argc, char **argv)
         return 2;
     }
     ph_log_init("ingest", level);
+    if (ph_auth_init(&ing.auth, cfg->auth, cfg->jwt_secret_file, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "playhead-ingest: %s\n", errstr);
+        return 2;
+    }
 
     ph_server_t server = {
         .name = "ingest",
@@ -74,6 +83,7 @@ int main(int argc, char **argv)
         .on_loop_dispose = ph_producer_dispose,
         .app = &ing,
         .cors_origins = cfg->cors_origins,
+        .auth = &ing.auth,
         .metrics = ing.metrics = ph_metrics_new(),
     };
     ph_ingest_metrics_register(&ing);

@@ -66,6 +66,7 @@ struct ph_server_s {
     void *app;                                /* program-wide state */
     ph_metrics_t *metrics;                    /* when set: per-route request counters and latency histograms */
     const char *cors_origins;                 /* comma-separated allow-list of origins ("*" = any, without credentials) */
+    const struct ph_auth_s *auth;             /* NULL = development mode */
 
     h2o_globalconf_t _h2o;
     struct ph_loop_slot_s *_slots;
