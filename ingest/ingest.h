@@ -65,6 +65,7 @@ typedef struct ph_ingest_s {
     ph_auth_t auth;
     ph_metrics_t *metrics;
     ph_ingest_stats_t stats;
+    ph_kafka_watch_t *watch; /* Kafka readiness, through loop 0's producer */
 } ph_ingest_t;
 
 /* Registers ingest's metrics into ing->metrics and fills ing->stats. */
@@ -73,6 +74,7 @@ void ph_ingest_metrics_register(ph_ingest_t *ing);
 typedef struct ph_ingest_loop_s {
     ph_loop_t *loop;
     const ph_ingest_config_t *cfg;
+    ph_ingest_t *ing;
     ph_ingest_stats_t *stats;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
@@ -104,5 +106,6 @@ void ph_send_event_error(h2o_req_t *req, const ph_event_error_t *err, int batch)
 int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_compat_watching(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 
 #endif

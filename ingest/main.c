@@ -32,11 +32,9 @@ static const ph_option_t options[] = {
 };
 
 static const ph_route_t routes[] = {
-    {"POST", "/v1/positions", ph_handle_positions},
-    {"POST", "/watching", ph_handle_compat_watching},
-    {"GET", "/healthz", ph_handle_healthz},
-    {"GET", "/metrics", ph_server_handle_metrics},
-    {NULL, NULL, NULL},
+    {"POST", "/v1/positions", ph_handle_positions}, {"POST", "/watching", ph_handle_compat_watching},
+    {"GET", "/healthz", ph_handle_healthz},         {"GET", "/readyz", ph_handle_readyz},
+    {"GET", "/metrics", ph_server_handle_metrics},  {NULL, NULL, NULL},
 };
 
 static int on_loop_init(ph_loop_t *loop)

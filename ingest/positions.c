@@ -80,3 +80,16 @@ int ph_handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params
     ph_http_send_json(req, 200, body, sizeof(body) - 1);
     return 0;
 }
+
+int ph_handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
+{
+    (void)params;
+    ph_ingest_t *ing = loop->server->app;
+    if (ph_kafka_watch_ready(ing->watch)) {
+        static const char body[] = "{\"status\":\"ready\",\"kafka\":\"up\"}";
+        ph_http_send_json(req, 200, body, sizeof(body) - 1);
+    } else {
+        ph_http_send_unavailable(req, 1, "not ready: the Kafka topic is not reachable");
+    }
+    return 0;
+}

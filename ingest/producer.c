@@ -164,6 +164,7 @@ int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
         abort();
     il->loop = loop;
     il->cfg = cfg;
+    il->ing = ing;
     il->stats = &ing->stats;
     il->pending.next = il->pending.prev = &il->pending;
     loop->app = il;
@@ -210,6 +211,8 @@ int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
         ph_log_error("cannot watch the Kafka queue", NULL);
         return -1;
     }
+    if (loop->index == 0)
+        ing->watch = ph_kafka_watch_start(il->rk, cfg->topic, 1000);
     return 0;
 }
 
@@ -260,6 +263,10 @@ void ph_producer_dispose(ph_loop_t *loop)
     if (il == NULL)
         return;
     loop->app = NULL;
+    if (loop->index == 0 && il->ing->watch != NULL) {
+        ph_kafka_watch_stop(il->ing->watch);
+        il->ing->watch = NULL;
+    }
     if (il->rk != NULL) {
         /* whatever is still queued gets a (purged) delivery report, which releases its request */
         rd_kafka_purge(il->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);

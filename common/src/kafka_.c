@@ -6,6 +6,9 @@
  * already queued.
  */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -87,4 +90,90 @@ int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, ch
         }
     }
     return 0;
+}
+
+struct ph_kafka_watch_s {
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    unsigned interval_ms;
+    atomic_int ready;
+    int stop;
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    pthread_t thread;
+};
+
+static int topic_ready(ph_kafka_watch_t *w)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int ok = 0;
+    if (rd_kafka_metadata(w->rk, 0, w->rkt, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
+        ok = 1;
+        for (int i = 0; i < md->topics[0].partition_cnt; ++i)
+            if (md->topics[0].partitions[i].leader < 0)
+                ok = 0;
+    }
+    rd_kafka_metadata_destroy(md);
+    return ok;
+}
+
+static void *watch_main(void *arg)
+{
+    ph_kafka_watch_t *w = arg;
+    pthread_mutex_lock(&w->mutex);
+    while (!w->stop) {
+        pthread_mutex_unlock(&w->mutex);
+        atomic_store(&w->ready, topic_ready(w));
+        pthread_mutex_lock(&w->mutex);
+        if (w->stop)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += w->interval_ms / 1000;
+        until.tv_nsec += (long)(w->interval_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&w->cond, &w->mutex, &until);
+    }
+    pthread_mutex_unlock(&w->mutex);
+    return NULL;
+}
+
+ph_kafka_watch_t *ph_kafka_watch_start(rd_kafka_t *rk, const char *topic, unsigned interval_ms)
+{
+    ph_kafka_watch_t *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        abort();
+    w->rk = rk;
+    w->rkt = rd_kafka_topic_new(rk, topic, NULL);
+    w->interval_ms = interval_ms;
+    pthread_mutex_init(&w->mutex, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (pthread_create(&w->thread, NULL, watch_main, w) != 0)
+        abort();
+    return w;
+}
+
+int ph_kafka_watch_ready(const ph_kafka_watch_t *watch)
+{
+    return watch != NULL && atomic_load(&((ph_kafka_watch_t *)watch)->ready);
+}
+
+void ph_kafka_watch_stop(ph_kafka_watch_t *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mutex);
+    w->stop = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mutex);
+    pthread_join(w->thread, NULL);
+    rd_kafka_topic_destroy(w->rkt);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mutex);
+    free(w);
 }

@@ -37,6 +37,17 @@ void ph_kafka_bridge_kick(ph_kafka_bridge_t *bridge);
  * after which the bridge's memory may be freed. */
 void ph_kafka_bridge_close(ph_kafka_bridge_t *bridge, void (*on_closed)(ph_kafka_bridge_t *bridge));
 
+/* Readiness of Kafka for /readyz: a background thread asks the cluster for the topic's metadata
+ * every interval (rd_kafka_metadata blocks, so never on a loop) and publishes the answer. */
+typedef struct ph_kafka_watch_s ph_kafka_watch_t;
+
+/* Starts watching `topic` through the client `rk` (borrowed; outlives the watch). */
+ph_kafka_watch_t *ph_kafka_watch_start(rd_kafka_t *rk, const char *topic, unsigned interval_ms);
+/* 1 when the last probe saw the topic with a leader for every partition. Any thread. */
+int ph_kafka_watch_ready(const ph_kafka_watch_t *watch);
+/* Stops the thread and frees the watch. */
+void ph_kafka_watch_stop(ph_kafka_watch_t *watch);
+
 /* Applies `props` (-X / PLAYHEAD_KAFKA_*) to conf; errstr holds librdkafka's own message. */
 int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, char *errstr, size_t errstr_size);
 
