@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# run.sh — run the whole playhead stack locally, in the foreground, until Ctrl-C.
+# Builds (scripts/setup.sh), starts Redis on :6379 and Kafka on :9092 with their data under
+# ${PLAYHEAD_RUN_DIR:-<repo>/.run} (kept between runs), creates the topic playhead.positions
+# (8 partitions), then playhead-ingest (:8080), playhead-consumer and playhead-api (:8081) with
+# their defaults. Logs: <run dir>/*.log. Ctrl-C (or any service exiting) stops all it started.
+set -euo pipefail
+t0=$EPOCHREALTIME
+run=$(realpath -m "${PLAYHEAD_RUN_DIR:-$(dirname "$0")/../.run}")
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }'; }
+
+for port in 6379 9092 8080 8081; do
+    port_open "$port" && die "port $port is already in use (see: ss -ltnp 'sport = :$port'); stop that first"
+done
+
+scripts/setup.sh
+t1=$EPOCHREALTIME
+for name in ingest consumer api; do
+    [[ -x build/$name/playhead-$name ]] || die "build/$name/playhead-$name was not built"
+done
+
+pids=() names=() redis_up=0 kafka_up=0
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+    trap - INT TERM EXIT
+    echo "run.sh: stopping" >&2
+    local i
+    for i in "${!pids[@]}"; do # in start order: ingest flushes to Kafka before the consumer drains it
+        stop_pid "${pids[i]}" 15 || true
+    done
+    ((kafka_up == 0)) || scripts/kafka.sh stop "$run/kafka" || true
+    ((redis_up == 0)) || scripts/redis.sh stop "$run/redis" || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+redis_up=1 && scripts/redis.sh start "$run/redis" 6379
+kafka_up=1 && scripts/kafka.sh start "$run/kafka" 9092
+scripts/kafka.sh create-topic 9092 playhead.positions 8 >/dev/null
+
+# shellcheck disable=SC2317 # called by wait_ready
+healthz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/healthz"; }
+for name in ingest consumer api; do
+    "build/$name/playhead-$name" </dev/null >>"$run/$name.log" 2>&1 &
+    pids+=($!) names+=("$name")
+done
+wait_ready 30 playhead-ingest "${pids[0]}" "$run/ingest.log" healthz 8080
+wait_ready 30 playhead-api "${pids[2]}" "$run/api.log" healthz 8081
+alive "${pids[1]}" || { tail -n 30 "$run/consumer.log" >&2; die "playhead-consumer exited during start-up"; }
+
+cat <<MSG
+
+playhead is up in $(since "$t0") ($(since "$t1") after the build). Logs and data: $run
+  ingest  http://127.0.0.1:8080   (GET /healthz)
+  api     http://127.0.0.1:8081   (GET /healthz)
+  kafka   127.0.0.1:9092, topic playhead.positions      redis   127.0.0.1:6379
+Try:
+  curl -X POST http://127.0.0.1:8080/v1/positions -H 'Content-Type: application/json' \\
+       -d '{"user_id":"alice","video_id":"v1","position":42.5}'
+  curl http://127.0.0.1:8081/v1/users/alice/positions/v1
+Ctrl-C stops everything.
+MSG
+
+rc=0
+wait -n -p exited "${pids[@]}" || rc=$?
+for i in "${!pids[@]}"; do
+    [[ ${pids[i]} != "$exited" ]] || echo "run.sh: playhead-${names[i]} exited (status $rc); see $run/${names[i]}.log" >&2
+done
+exit 1
