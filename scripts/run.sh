@@ -44,8 +44,12 @@ scripts/kafka.sh create-topic 9092 playhead.positions 8 >/dev/null
 
 # shellcheck disable=SC2317 # called by wait_ready
 healthz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/healthz"; }
+# Development mode (--auth=dev): the services trust the user named in each request. Production
+# runs use JWT: set PLAYHEAD_JWT_SECRET and drop --auth=dev (see the README's security section).
+declare -A args=([ingest]="--auth=dev" [consumer]="" [api]="--auth=dev")
 for name in ingest consumer api; do
-    "build/$name/playhead-$name" </dev/null >>"$run/$name.log" 2>&1 &
+    # shellcheck disable=SC2086 # args are space-separated flags
+    "build/$name/playhead-$name" ${args[$name]} </dev/null >>"$run/$name.log" 2>&1 &
     pids+=($!) names+=("$name")
 done
 wait_ready 30 playhead-ingest "${pids[0]}" "$run/ingest.log" healthz 8080
@@ -55,6 +59,7 @@ alive "${pids[1]}" || { tail -n 30 "$run/consumer.log" >&2; die "playhead-consum
 cat <<MSG
 
 playhead is up in $(since "$t0") ($(since "$t1") after the build). Logs and data: $run
+DEVELOPMENT MODE (--auth=dev): requests are trusted to name their own user; do not expose these ports.
   ingest  http://127.0.0.1:8080   (GET /healthz)
   api     http://127.0.0.1:8081   (GET /healthz)
   kafka   127.0.0.1:9092, topic playhead.positions      redis   127.0.0.1:6379
