@@ -246,18 +246,40 @@ static void on_tick(uv_timer_t *timer)
 
 /* ---------------------------------------------------------------- connection */
 
+/* AUTH, SELECT and SCRIPT LOAD run first on every connection. If one fails (a wrong password, or
+ * LOADING while Redis reads its AOF after a restart), the connection is unusable: drop it and try
+ * again with backoff rather than failing every command sent on it. */
 static void on_setup_reply(redisAsyncContext *ac, void *reply_, void *privdata)
 {
-    (void)ac;
+    ph_redis_t *r = privdata;
     redisReply *reply = reply_;
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-        ph_log_str(PH_LOG_ERROR, "redis: connection set-up failed", "error", reply->str);
-    (void)privdata;
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR || r->ac != ac)
+        return;
+    ph_log_str(PH_LOG_WARN, "redis: connection set-up failed, reconnecting", "error", reply->str);
+    r->ac = NULL;
+    r->connected = 0;
+    r->was_down = 1;
+    redisAsyncFree(ac); /* deferred by hiredis until this callback returns */
+    schedule_reconnect(r);
 }
 
 static void on_reconnect_timer(uv_timer_t *timer)
 {
     redis_connect(timer->data);
+}
+
+/* hiredis 0.14's libuv adapter drops poll errors (fixed upstream in hiredis #624): a refused connect
+ * may never call on_connect. A connect that has not finished within the timeout is abandoned. */
+static void on_connect_timeout(uv_timer_t *timer)
+{
+    ph_redis_t *r = timer->data;
+    if (r->ac == NULL || r->connected)
+        return;
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL;
+    r->was_down = 1;
+    redisAsyncFree(ac);
+    schedule_reconnect(r);
 }
 
 static void schedule_reconnect(ph_redis_t *r)
@@ -279,6 +301,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         schedule_reconnect(r);
         return;
     }
+    uv_timer_stop(&r->reconnect_timer);
     r->connected = 1;
     r->backoff_ms = RECONNECT_MIN_MS;
     r->last_read_ms = ph_mono_ms();
@@ -288,11 +311,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
     r->stats.reconnects++;
     /* these go first on the connection, so every later command sees them done */
     if (r->url.password[0] != '\0')
-        redisAsyncCommand(r->ac, on_setup_reply, NULL, "AUTH %s", r->url.password);
+        redisAsyncCommand(r->ac, on_setup_reply, r, "AUTH %s", r->url.password);
     if (r->url.db != 0)
-        redisAsyncCommand(r->ac, on_setup_reply, NULL, "SELECT %d", r->url.db);
+        redisAsyncCommand(r->ac, on_setup_reply, r, "SELECT %d", r->url.db);
     for (size_t i = 0; i < r->nscripts; ++i)
-        redisAsyncCommand(r->ac, on_setup_reply, NULL, "SCRIPT LOAD %s", r->scripts[i]);
+        redisAsyncCommand(r->ac, on_setup_reply, r, "SCRIPT LOAD %s", r->scripts[i]);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -330,6 +353,7 @@ static void redis_connect(ph_redis_t *r)
     redisLibuvAttach(ac, r->loop);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    uv_timer_start(&r->reconnect_timer, on_connect_timeout, r->timeout_ms, 0);
 }
 
 ph_redis_t *ph_redis_new(uv_loop_t *loop, const char *url, uint64_t timeout_ms, const char *const *scripts, size_t nscripts,

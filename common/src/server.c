@@ -22,6 +22,15 @@
 
 #define PH_LISTEN_BACKLOG 1024
 
+#if defined(__SANITIZE_ADDRESS__)
+/* h2o keeps freed chunks in thread-local recyclers; once a loop thread exits they look leaked. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:h2o_mem_alloc_recycle\n";
+}
+#endif
+
 typedef enum { STOP_NONE, STOP_REQUESTS, STOP_PROGRAM, STOP_CONNECTIONS, STOP_DONE } stop_phase_t;
 
 typedef struct loop_priv_s {

@@ -125,4 +125,4 @@ def consumer(services, tmp_path, kafka, topic, group, redis, redis_server):
 
 @pytest.fixture
 def api(services, tmp_path, redis, redis_server):
-    return _factory("api", services, tmp_path, {"redis": redis_server.url}, http=True)
+    return _factory("api", services, tmp_path, {"redis": redis_server.url, "auth": "dev"}, http=True)

@@ -1,0 +1,126 @@
+/*
+ * GET /v1/users/:user/continue-watching?limit=N: the user's row of unfinished videos, newest
+ * first. One EVALSHA of PH_SCRIPT_ROW reads the row index and the states together, so the row is a
+ * consistent snapshot in a single round trip.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "app.h"
+#include "handlers.h"
+#include "playhead/identity.h"
+#include "playhead/log.h"
+#include "playhead/scripts.h"
+
+int ph_api_limit_parse(const char *s, size_t len, unsigned *limit)
+{
+    unsigned v = 0;
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i < len; ++i) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+        /* checked at each digit, so a long run of digits cannot overflow */
+        if (v > PH_API_LIMIT_MAX)
+            return -1;
+    }
+    if (v < 1)
+        return -1;
+    *limit = v;
+    return 0;
+}
+
+/* Appends one item; returns 1, or 0 when the entry is skipped. */
+static int row_item(ph_buf_t *b, int first, const redisReply *id, const redisReply *state)
+{
+    ph_state_t st;
+    if (ph_api_state_decode(state->str, state->len, &st) != 0) {
+        ph_log_str(PH_LOG_WARN, "malformed stored state in the row", "video_id", id->str);
+        return 0;
+    }
+    /* the row index lists unfinished videos only; a finished state here means it is being updated */
+    if (ph_state_finished(st.position, st.duration))
+        return 0;
+    if (!first)
+        ph_buf_lit(b, ",");
+    ph_buf_lit(b, "{\"video_id\":");
+    ph_buf_json_str(b, id->str, id->len);
+    ph_buf_lit(b, ",\"position\":");
+    ph_buf_double(b, st.position);
+    if (st.duration > 0) {
+        double progress = st.position / st.duration;
+        ph_buf_lit(b, ",\"duration\":");
+        ph_buf_double(b, st.duration);
+        ph_buf_lit(b, ",\"progress\":");
+        ph_buf_double(b, progress < 0 ? 0 : progress > 1 ? 1 : progress);
+    } else {
+        ph_buf_lit(b, ",\"duration\":null,\"progress\":null");
+    }
+    ph_buf_lit(b, ",\"updated_at\":");
+    ph_buf_i64(b, st.ts);
+    ph_buf_lit(b, "}");
+    return 1;
+}
+
+int ph_api_row_json(ph_buf_t *b, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 0)
+        return -1;
+    for (size_t i = 0; i < reply->elements; ++i)
+        if (reply->element[i]->type != REDIS_REPLY_STRING)
+            return -1;
+    int count = 0;
+    ph_buf_lit(b, "{\"items\":[");
+    for (size_t i = 0; i < reply->elements; i += 2)
+        count += row_item(b, count == 0, reply->element[i], reply->element[i + 1]);
+    ph_buf_lit(b, "]}");
+    return count;
+}
+
+static void on_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
+{
+    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
+        ph_api_send_redis_failure(req, reply);
+        return;
+    }
+    ph_buf_t *b = ph_api_out(p->app);
+    if (ph_api_row_json(b, reply) < 0) {
+        ph_log_warn("unexpected reply from the row script", "\"user_id\":\"%s\",\"type\":%d", p->user, reply->type);
+        ph_http_send_error(req, 500, "storage error");
+        return;
+    }
+    ph_http_send_json(req, 200, b->data, b->len);
+}
+
+int ph_api_continue_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
+{
+    const h2o_iovec_t *user = &params->values[0];
+    h2o_iovec_t limit_arg;
+    unsigned limit = PH_API_LIMIT_DEFAULT;
+    char key_v[PH_KEY_MAX], key_r[PH_KEY_MAX], limit_buf[8];
+
+    if (!ph_id_valid(user->base, user->len)) {
+        ph_http_send_error(req, 400, "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+        return 0;
+    }
+    if (ph_http_query(req, "limit", &limit_arg) && ph_api_limit_parse(limit_arg.base, limit_arg.len, &limit) != 0) {
+        ph_http_send_error(req, 400, "limit must be an integer from 1 to 100");
+        return 0;
+    }
+    ph_identity_result_t who = ph_identity_check(req, user->base, user->len, PH_ACCESS_READ);
+    if (who != PH_ID_OK) {
+        ph_identity_reject(req, who);
+        return 0;
+    }
+
+    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_reply);
+    memcpy(p->user, user->base, user->len);
+    p->user[p->user_len = user->len] = '\0';
+    size_t key_v_len = ph_key(key_v, sizeof(key_v), PH_KEY_VIDEOS, p->user, p->user_len);
+    size_t key_r_len = ph_key(key_r, sizeof(key_r), PH_KEY_ROW, p->user, p->user_len);
+    int limit_len = snprintf(limit_buf, sizeof(limit_buf), "%u", limit);
+    const char *argv[] = {key_v, key_r, limit_buf};
+    const size_t argvlen[] = {key_v_len, key_r_len, (size_t)limit_len};
+    ph_api_evalsha(p, PH_SCRIPT_ROW, 2, 3, argv, argvlen);
+    return 0;
+}

@@ -1,0 +1,118 @@
+/*
+ * playhead-api: serves the stored positions (Redis) over HTTP. This file only reads the options
+ * and wires the modules: the routes (handlers.h) into the server (common server.h), and the
+ * per-loop state (app.h) into the server's loop hooks.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <uv.h>
+#include "app.h"
+#include "handlers.h"
+#include "playhead/config.h"
+#include "playhead/log.h"
+#include "playhead/redis_.h"
+#include "playhead/server.h"
+
+#define PH_API_NAME "playhead-api"
+
+static const ph_option_t options[] = {
+    {"listen", PH_OPT_STR, "127.0.0.1:8081", 0, 0, offsetof(ph_api_t, cfg.listen), "HTTP listen address, host:port"},
+    {"redis", PH_OPT_STR, "redis://127.0.0.1:6379", 0, 0, offsetof(ph_api_t, cfg.redis),
+     "Redis URL, redis://[:password@]host[:port][/db]"},
+    {"redis-timeout-ms", PH_OPT_INT, "1000", 1, 600000, offsetof(ph_api_t, cfg.redis_timeout_ms),
+     "how long a Redis command may take before the request is answered 503"},
+    {"threads", PH_OPT_INT, "0", 0, 1024, offsetof(ph_api_t, cfg.threads), "event loops (threads); 0 means one per core"},
+    {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(ph_api_t, cfg.log_level), "debug, info, warn or error"},
+    {"max-body", PH_OPT_INT, "1048576", 0, 1073741824, offsetof(ph_api_t, cfg.max_body), "largest request body accepted, bytes"},
+    {"auth", PH_OPT_STR, "jwt", 0, 0, offsetof(ph_api_t, cfg.auth),
+     "jwt (HS256 bearer tokens; secret from PLAYHEAD_JWT_SECRET or jwt-secret-file) or dev (trust the request's user)"},
+    {"jwt-secret-file", PH_OPT_STR, "", 0, 0, offsetof(ph_api_t, cfg.jwt_secret_file),
+     "file holding the JWT secret (when PLAYHEAD_JWT_SECRET is not set)"},
+    {"cors-origins", PH_OPT_STR, "", 0, 0, offsetof(ph_api_t, cfg.cors_origins),
+     "comma-separated origins allowed by CORS; \"\" for none (the demo is same-origin)"},
+    {"demo-dir", PH_OPT_STR, "", 0, 0, offsetof(ph_api_t, cfg.demo_dir),
+     "serve the demo player from this folder at /demo/ (/ and /dashboard redirect there); \"\" disables it"},
+    {"demo-ingest-url", PH_OPT_STR, "http://127.0.0.1:8080", 0, 0, offsetof(ph_api_t, cfg.demo_ingest_url),
+     "ingest's URL as the demo page's browser sees it"},
+    {"demo-consumer-url", PH_OPT_STR, "http://127.0.0.1:9464", 0, 0, offsetof(ph_api_t, cfg.demo_consumer_url),
+     "the consumer's metrics URL as the dashboard's browser sees it"},
+    PH_OPTIONS_END,
+};
+
+static const ph_route_t routes[] = {
+    {"GET", "/healthz", ph_api_health},
+    {"GET", "/v1/users/:user/positions/:video", ph_api_position_get},
+    {"GET", "/v1/users/:user/continue-watching", ph_api_continue_watching_get},
+    {"GET", "/watching", ph_api_compat_watching_get},
+    {"GET", "/readyz", ph_api_readyz},
+    {"GET", "/metrics", ph_server_handle_metrics},
+    {"GET", "/", ph_api_demo_root},
+    {"GET", "/dashboard", ph_api_demo_dashboard},
+    {"GET", "/demo-config.json", ph_api_demo_config},
+    {NULL, NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    static ph_api_t api;
+    const ph_api_config_t *cfgp = &api.cfg;
+    ph_log_level_t level;
+    ph_redis_url_t url;
+    char errstr[512] = "";
+
+    switch (ph_config_parse(options, &api, NULL, argc, argv, PH_API_NAME,
+                            "Serves playback positions and the continue-watching row from Redis over HTTP.", errstr,
+                            sizeof(errstr))) {
+    case PH_CONFIG_OK:
+        break;
+    case PH_CONFIG_EXIT:
+        return 0;
+    case PH_CONFIG_ERROR:
+        fprintf(stderr, "%s: %s\n", PH_API_NAME, errstr);
+        return 2;
+    }
+    if (ph_log_level_parse(cfgp->log_level, &level) != 0) {
+        fprintf(stderr, "%s: option log-level: '%s' is not one of debug, info, warn, error\n", PH_API_NAME, cfgp->log_level);
+        return 2;
+    }
+    /* checked here so that a bad URL stops the start instead of failing in every loop */
+    if (ph_redis_url_parse(cfgp->redis, &url) != 0) {
+        fprintf(stderr, "%s: option redis: '%s' is not a Redis URL (redis://[:password@]host[:port][/db])\n", PH_API_NAME,
+                cfgp->redis);
+        return 2;
+    }
+    ph_log_init(PH_API_NAME, level);
+    if (ph_auth_init(&api.auth, cfgp->auth, cfgp->jwt_secret_file, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "%s: %s\n", PH_API_NAME, errstr);
+        return 2;
+    }
+    api.metrics = ph_metrics_new();
+    api.redis_keys = ph_metrics_gauge(api.metrics, "playhead_redis_keys", "Keys in the Redis database (DBSIZE).", "");
+    ph_metrics_process(api.metrics);
+
+    ph_server_t server = {
+        .name = PH_API_NAME,
+        .listen = cfgp->listen,
+        .threads = cfgp->threads != 0 ? (unsigned)cfgp->threads : uv_available_parallelism(),
+        .max_body = (size_t)cfgp->max_body,
+        /* an in-flight request waits at most one Redis timeout (ph_redis then answers NULL -> 503),
+         * so twice that, and at least 5 s for clients reading their responses, bounds the stop */
+        .shutdown_grace_ms = cfgp->redis_timeout_ms * 2 > 5000 ? (uint64_t)cfgp->redis_timeout_ms * 2 : 5000,
+        .routes = routes,
+        .on_loop_init = ph_api_loop_init,
+        .on_loop_dispose = ph_api_loop_dispose,
+        .app = &api,
+        .metrics = api.metrics,
+        .cors_origins = cfgp->cors_origins,
+        .auth = &api.auth,
+        .static_dir = cfgp->demo_dir,
+        .static_prefix = "/demo",
+    };
+    ph_log(PH_LOG_INFO, "starting", "\"threads\":%u,\"redis_timeout_ms\":%lld", server.threads, cfgp->redis_timeout_ms);
+    int rc = ph_server_run(&server, errstr, sizeof(errstr));
+    if (rc != 0 && errstr[0] != '\0')
+        ph_log_str(PH_LOG_ERROR, "cannot start", "error", errstr);
+    ph_log(PH_LOG_INFO, "stopped", "\"exit_code\":%d", rc);
+    ph_metrics_free(api.metrics);
+    return rc;
+}
