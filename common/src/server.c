@@ -123,6 +123,37 @@ static int add_cors_headers(ph_server_t *server, h2o_req_t *req)
     return 1;
 }
 
+#define PH_QUERY_MAX 2048
+
+/* Bodies of POST, PUT, PATCH and DELETE must be JSON: application/json or any +json type. */
+static int body_is_json(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i == -1)
+        return 0;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    size_t len = 0;
+    while (len < v.len && v.base[len] != ';' && v.base[len] != ' ')
+        ++len;
+    if (h2o_lcstris(v.base, len, H2O_STRLIT("application/json")))
+        return 1;
+    return len > 5 && h2o_lcstris(v.base + len - 5, 5, H2O_STRLIT("+json")) && h2o_lcstris(v.base, 12, H2O_STRLIT("application/"));
+}
+
+/* Request-wide limits checked before routing. Returns 1 after answering. */
+static int reject_request(h2o_req_t *req)
+{
+    if (req->query_at != SIZE_MAX && req->path.len - req->query_at > PH_QUERY_MAX) {
+        ph_http_send_error(req, 414, "query string longer than 2048 bytes");
+        return 1;
+    }
+    if (req->entity.base != NULL && req->entity.len > 0 && !body_is_json(req)) {
+        ph_http_send_error(req, 415, "the body must be JSON (Content-Type: application/json)");
+        return 1;
+    }
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
@@ -138,7 +169,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         if (!route_match(r->pattern, req->path_normalized.base, req->path_normalized.len, &params))
             continue;
         if (!preflight && h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)))
-            return r->fn(loop, req, &params);
+            return reject_request(req) ? 0 : r->fn(loop, req, &params);
         size_t mlen = strlen(r->method);
         if (allow_len + mlen + 2 < sizeof(allow) && !(allow_len && strstr(allow, r->method))) {
             if (allow_len) {
