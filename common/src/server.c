@@ -305,7 +305,7 @@ static void on_accept(uv_stream_t *listener, int status)
     h2o_accept(&loop->accept_ctx, sock);
 }
 
-static int open_listener(const char *addr, char *errstr, size_t errstr_size)
+static int open_listener(const char *addr, int probe, char *errstr, size_t errstr_size)
 {
     char host[256], port[16];
     const char *colon = strrchr(addr, ':');
@@ -326,7 +326,23 @@ static int open_listener(const char *addr, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "option listen: cannot resolve '%s': %s", addr, gai_strerror(gai));
         return -1;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    int fd, on = 1;
+    if (probe) {
+        /* SO_REUSEPORT would let this process share a port with a stale instance and split the
+         * traffic between them: first make sure nobody holds the port */
+        fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int busy = fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+                   bind(fd, res->ai_addr, res->ai_addrlen) != 0;
+        if (busy)
+            snprintf(errstr, errstr_size, "option listen: cannot listen on %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        if (busy) {
+            freeaddrinfo(res);
+            return -1;
+        }
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
         listen(fd, PH_LISTEN_BACKLOG) != 0) {
@@ -503,6 +519,9 @@ int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size)
     server->_h2o.http2.idle_timeout = 10000;
     server->_h2o.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&server->_h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    /* h2o takes the first registered path that matches: the static prefix goes before "/" */
+    if (server->static_dir != NULL && server->static_dir[0] != '\0')
+        h2o_file_register(h2o_config_register_path(hostconf, server->static_prefix, 0), server->static_dir, NULL, NULL, 0);
     h2o_pathconf_t *root = h2o_config_register_path(hostconf, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(root, sizeof(*handler));
     handler->on_req = on_req;
@@ -510,8 +529,6 @@ int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size)
         register_route_metrics(server);
         h2o_create_logger(root, sizeof(h2o_logger_t))->log_access = on_log_access;
     }
-    if (server->static_dir != NULL && server->static_dir[0] != '\0')
-        h2o_file_register(h2o_config_register_path(hostconf, server->static_prefix, 0), server->static_dir, NULL, NULL, 0);
 
     if ((server->_slots = calloc(server->threads, sizeof(*server->_slots))) == NULL ||
         (threads = calloc(server->threads, sizeof(*threads))) == NULL)
@@ -520,7 +537,7 @@ int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size)
         loop_slot_t *slot = &server->_slots[i];
         slot->loop.server = server;
         slot->loop.index = i;
-        if ((slot->priv.listen_fd = open_listener(server->listen, errstr, errstr_size)) < 0)
+        if ((slot->priv.listen_fd = open_listener(server->listen, i == 0, errstr, errstr_size)) < 0)
             goto Exit;
         ++opened;
     }
