@@ -1,0 +1,518 @@
+/**
+ * playhead.js — the offline-first "continue watching" client for any HTML5 player.
+ *
+ * A player calls `record()` with the playhead position as often as it likes; the client keeps a
+ * durable queue in `localStorage` (one key per user), coalesced per video so it holds only the
+ * newest position of each video, and delivers it to playhead-ingest (`POST /v1/positions`) in
+ * batches. Nothing is removed from the queue until ingest answered 2xx for it, so a closed tab, a
+ * reload, a network outage or a 503 storm never loses a position: the next page load (or the
+ * retry timer) sends it. Because each event carries the time it was recorded (`ts`) and the
+ * backend keeps the newest by `ts` (last-writer-wins), resending is always safe.
+ *
+ * Delivery rules:
+ *  - 2xx: the sent events leave the queue (unless a newer position of that video was recorded
+ *    meanwhile: that one stays and goes next).
+ *  - 400 `{"index": i}`: event i is invalid and can never be accepted — it is dropped, the rest
+ *    of the batch is sent again at once. A 400 without a usable index splits the batch to find it.
+ *  - 413: the batch is split in halves and sent again at once (a single event that is still too
+ *    large is dropped).
+ *  - network error, timeout, 408, 429, 5xx and any other status: retry with capped exponential
+ *    backoff and full jitter (`random() * min(maxBackoffMs, baseBackoffMs * 2^attempt)`), and
+ *    never sooner than the response's `Retry-After` (seconds or an HTTP date).
+ *
+ * No dependencies; an ES module. Everything the client touches in the outside world (storage,
+ * fetch, clock, randomness, timers, sendBeacon) is injectable, which is how the unit tests in
+ * tests/demo/ drive it.
+ *
+ * @module playhead
+ */
+
+/** Ids accepted by playhead (user and video ids, session ids). */
+export const ID_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+/** Largest position (seconds) the backend accepts. */
+export const MAX_POSITION = 1e7;
+
+/** The most events ingest takes in one request. */
+export const MAX_BATCH = 1000;
+
+/** keepalive fetch and sendBeacon refuse bodies over 64 KiB (in flight, per page); stay well under. */
+const EXIT_BODY_MAX = 60000;
+
+/** A flush never sends more than this many requests before yielding to the event loop. */
+const REQUESTS_PER_FLUSH = 100;
+
+/**
+ * @typedef {Object} PositionEvent  One queued event, exactly as sent to `POST /v1/positions`.
+ * @property {string} user_id
+ * @property {string} video_id
+ * @property {number} position    seconds, 0..1e7, rounded to the millisecond
+ * @property {number} [duration]  seconds, when known and finite
+ * @property {number} ts          when it was recorded, ms since the epoch (integer)
+ * @property {string} [session_id]
+ */
+
+/**
+ * @typedef {Object} ClientState  What a status line shows; passed to `onChange` and returned by `state()`.
+ * @property {number} pending          events waiting in the queue
+ * @property {boolean} sending          a request is in flight
+ * @property {number} attempt          consecutive failed attempts (0 when healthy)
+ * @property {number|null} retryAt     when the next retry is due (ms epoch), if backing off
+ * @property {string|null} lastError   the last delivery error, cleared by the next success
+ * @property {string|null} lastDrop    the last event dropped as invalid, and why
+ * @property {number|null} lastSentAt  when ingest last accepted events (ms epoch)
+ * @property {number} sent             events accepted since the client was created
+ * @property {number} dropped          events dropped as invalid (400/413) since then
+ */
+
+/**
+ * @typedef {Object} FlushResult
+ * @property {number} sent      events ingest accepted during this flush
+ * @property {number} dropped   events dropped as invalid during this flush
+ * @property {number} pending   events still queued afterwards
+ * @property {string|null} error  why the flush stopped early (it will retry by itself), or null
+ */
+
+/**
+ * Create a client for one user.
+ *
+ * @param {Object} options
+ * @param {string} options.ingestUrl  base URL of playhead-ingest, e.g. "http://127.0.0.1:8080"
+ * @param {string} options.userId     the user whose positions are recorded (1–128 of [A-Za-z0-9._:@-])
+ * @param {Storage} [options.storage=localStorage]  where the queue lives (getItem/setItem/removeItem);
+ *        if it throws (quota, privacy mode) the queue lives in memory and `lastError` says so
+ * @param {typeof fetch} [options.fetch=globalThis.fetch]
+ * @param {() => number} [options.now=Date.now]
+ * @param {() => number} [options.random=Math.random]  [0, 1), for backoff jitter
+ * @param {number} [options.batchMax=100]        events per request (1..1000)
+ * @param {number} [options.baseBackoffMs=1000]  first retry delay cap
+ * @param {number} [options.maxBackoffMs=60000]  retry delay cap
+ * @param {number} [options.flushDelayMs=200]    after `record()`, wait this long before sending,
+ *        so a burst (seeking) becomes one request; the queue is already durable meanwhile
+ * @param {boolean} [options.autoFlush=true]     send by itself after `record()` and on retry timers
+ * @param {number} [options.requestTimeoutMs=15000]  abort a request that takes longer (then retry)
+ * @param {(url: string, body: Blob) => boolean} [options.sendBeacon]  defaults to navigator.sendBeacon when present
+ * @param {'auto'|'fetch'|'beacon'} [options.exitTransport='auto']  how `flushOnExit` sends: a
+ *        keepalive fetch (JSON; the page may still see the answer), or sendBeacon (text/plain, no
+ *        CORS preflight); 'auto' prefers the keepalive fetch where the browser has it
+ * @param {{setTimeout: Function, clearTimeout: Function}} [options.timers=globalThis]
+ * @param {(state: ClientState) => void} [options.onChange]  called after every change of `state()`
+ * @returns {Client}
+ */
+export function createClient(options) {
+    const {
+        ingestUrl,
+        userId,
+        storage = globalThis.localStorage,
+        fetch = globalThis.fetch?.bind(globalThis),
+        now = Date.now,
+        random = Math.random,
+        batchMax = 100,
+        baseBackoffMs = 1000,
+        maxBackoffMs = 60000,
+        flushDelayMs = 200,
+        autoFlush = true,
+        requestTimeoutMs = 15000,
+        sendBeacon = globalThis.navigator?.sendBeacon ? (url, body) => globalThis.navigator.sendBeacon(url, body) : null,
+        exitTransport = 'auto',
+        timers = globalThis,
+        onChange = null,
+    } = options || {};
+
+    if (typeof ingestUrl !== 'string' || !/^https?:\/\//.test(ingestUrl))
+        throw new TypeError(`playhead: ingestUrl must be an http(s) URL, got ${JSON.stringify(ingestUrl)}`);
+    if (typeof userId !== 'string' || !ID_PATTERN.test(userId))
+        throw new TypeError(`playhead: userId must be 1-128 of [A-Za-z0-9._:@-], got ${JSON.stringify(userId)}`);
+    if (!Number.isInteger(batchMax) || batchMax < 1 || batchMax > MAX_BATCH)
+        throw new RangeError(`playhead: batchMax must be an integer in 1..${MAX_BATCH}, got ${batchMax}`);
+    if (!(maxBackoffMs > 0) || !(baseBackoffMs > 0))
+        throw new RangeError('playhead: baseBackoffMs and maxBackoffMs must be > 0');
+    if (typeof fetch !== 'function') throw new TypeError('playhead: no fetch available');
+    if (!['auto', 'fetch', 'beacon'].includes(exitTransport))
+        throw new TypeError(`playhead: exitTransport must be "auto", "fetch" or "beacon", got ${JSON.stringify(exitTransport)}`);
+
+    const endpoint = ingestUrl.replace(/\/+$/, '') + '/v1/positions';
+    const key = `playhead.queue.v1.${userId}`;
+
+    let memory = null; // the queue, when storage is unusable
+    let timer = null; // pending flush (retry or debounce)
+    let timerDue = 0;
+    let flushing = null; // the in-flight flush promise
+    let attempt = 0;
+    let retryAt = null; // backing off until then (ms epoch)
+    let notBefore = 0; // Retry-After: no request before then, even a forced one
+    let lastError = null;
+    let lastDrop = null;
+    let lastSentAt = null;
+    let sent = 0;
+    let dropped = 0;
+    let closed = false;
+
+    // ---- the durable queue --------------------------------------------------------------------
+    // Every operation reads storage afresh and writes it back in the same task, so several tabs of
+    // one user share one queue: whatever any of them recorded is sent by whichever flushes first.
+
+    function load() {
+        if (memory) return memory.slice();
+        let raw;
+        try {
+            raw = storage.getItem(key);
+        } catch (e) {
+            memory = [];
+            lastError = `storage unavailable (${e.message}); queue kept in memory`;
+            return [];
+        }
+        if (!raw) return [];
+        try {
+            const doc = JSON.parse(raw);
+            return Array.isArray(doc?.events) ? doc.events.filter(isEvent) : [];
+        } catch {
+            // Unreadable (hand-edited? another version?): keep it aside rather than overwrite it.
+            try {
+                storage.setItem(`${key}.corrupt`, raw);
+            } catch {}
+            return [];
+        }
+    }
+
+    function save(events) {
+        if (memory) {
+            memory = events;
+            return;
+        }
+        try {
+            if (events.length) storage.setItem(key, JSON.stringify({ v: 1, events }));
+            else storage.removeItem(key);
+        } catch (e) {
+            memory = events; // never drop what we could not persist
+            lastError = `storage unavailable (${e.message}); queue kept in memory`;
+        }
+    }
+
+    /** Coalesce: one event per video, the newest by ts (a tie goes to `ev`, the later call). */
+    function insert(events, ev) {
+        const i = events.findIndex((e) => e.video_id === ev.video_id);
+        if (i < 0) events.push(ev);
+        else if (ev.ts >= events[i].ts) events[i] = ev;
+        else return events; // an older position than the queued one (another tab's clock): keep newest
+        events.sort((a, b) => a.ts - b.ts); // oldest first: it has waited longest
+        return events;
+    }
+
+    /** Remove the events of `batch` still queued unchanged (a newer position of a video stays). */
+    function remove(batch) {
+        const events = load().filter((q) => !batch.some((b) => sameEvent(q, b)));
+        save(events);
+        return events;
+    }
+
+    // ---- state and scheduling -----------------------------------------------------------------
+
+    function state() {
+        return {
+            pending: load().length,
+            sending: flushing !== null,
+            attempt,
+            retryAt,
+            lastError,
+            lastDrop,
+            lastSentAt,
+            sent,
+            dropped,
+        };
+    }
+
+    function changed() {
+        if (onChange) {
+            try {
+                onChange(state());
+            } catch {}
+        }
+    }
+
+    function schedule(delay) {
+        if (closed || !autoFlush) return;
+        const due = now() + delay;
+        if (timer !== null) {
+            if (timerDue <= due) return; // an earlier flush is already planned
+            timers.clearTimeout(timer);
+        }
+        timerDue = due;
+        timer = timers.setTimeout(() => {
+            timer = null;
+            flush();
+        }, delay);
+    }
+
+    function cancelTimer() {
+        if (timer !== null) timers.clearTimeout(timer);
+        timer = null;
+    }
+
+    function backoff(reason, retryAfterMs) {
+        attempt += 1;
+        const cap = Math.min(maxBackoffMs, baseBackoffMs * 2 ** Math.min(attempt - 1, 52));
+        let delay = random() * cap; // full jitter: spreads a herd of clients over the window
+        if (retryAfterMs != null) {
+            delay = Math.max(delay, retryAfterMs);
+            notBefore = now() + retryAfterMs;
+        }
+        delay = Math.round(delay);
+        lastError = reason;
+        retryAt = now() + delay;
+        cancelTimer();
+        schedule(delay);
+        return delay;
+    }
+
+    // ---- delivery -----------------------------------------------------------------------------
+
+    async function post(batch, extra) {
+        const init = {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify(batch),
+            ...extra,
+        };
+        let abort = null;
+        if (!init.keepalive && typeof AbortController === 'function' && requestTimeoutMs > 0) {
+            const ac = new AbortController();
+            init.signal = ac.signal;
+            abort = timers.setTimeout(() => ac.abort(), requestTimeoutMs);
+        }
+        try {
+            return await fetch(endpoint, init);
+        } finally {
+            if (abort !== null) timers.clearTimeout(abort);
+        }
+    }
+
+    async function run() {
+        let limit = batchMax;
+        const result = { sent: 0, dropped: 0, pending: 0, error: null };
+        for (let requests = 0; ; requests++) {
+            const queue = load();
+            if (queue.length === 0) {
+                attempt = 0;
+                retryAt = null;
+                lastError = memory ? lastError : null;
+                break;
+            }
+            if (requests >= REQUESTS_PER_FLUSH) {
+                schedule(0); // more to do; let the page breathe first
+                break;
+            }
+            const batch = queue.slice(0, limit);
+            let res;
+            try {
+                res = await post(batch);
+            } catch (e) {
+                const why = e?.name === 'AbortError' ? 'request timed out' : `network error: ${e?.message || e}`;
+                result.error = why;
+                backoff(why, null);
+                break;
+            }
+            if (res.status >= 200 && res.status < 300) {
+                remove(batch);
+                result.sent += batch.length;
+                sent += batch.length;
+                lastSentAt = now();
+                attempt = 0;
+                retryAt = null;
+                changed();
+                continue;
+            }
+            if (res.status === 400) {
+                const body = await readJson(res);
+                let index = Number.isInteger(body?.index) ? body.index : -1;
+                if (index < 0 && batch.length === 1) index = 0;
+                if (index >= 0 && index < batch.length) {
+                    remove([batch[index]]); // can never be accepted: resending would wedge the queue
+                    result.dropped += 1;
+                    dropped += 1;
+                    lastDrop = `dropped invalid event for ${batch[index].video_id}: ${body?.error || 'HTTP 400'}`;
+                    changed();
+                    continue;
+                }
+                limit = Math.max(1, Math.floor(batch.length / 2)); // find the bad one by halving
+                continue;
+            }
+            if (res.status === 413) {
+                if (batch.length === 1) {
+                    remove(batch);
+                    result.dropped += 1;
+                    dropped += 1;
+                    lastDrop = `dropped event for ${batch[0].video_id}: too large (HTTP 413)`;
+                    changed();
+                    continue;
+                }
+                limit = Math.max(1, Math.floor(batch.length / 2));
+                continue;
+            }
+            const why = `HTTP ${res.status}${res.status === 503 ? ' (ingest busy)' : ''}`;
+            result.error = why;
+            backoff(why, retryAfterMs(res.headers?.get?.('Retry-After'), now()));
+            break;
+        }
+        result.pending = load().length;
+        return result;
+    }
+
+    /**
+     * Send the queue now, in batches, until it is empty or a request fails (then a retry is
+     * scheduled by itself, and the promise still resolves). Joins a flush already in flight.
+     * While backing off it sends nothing unless `force` is set (e.g. the browser came back
+     * online); even then it waits out a server's Retry-After.
+     * @param {{force?: boolean}} [opts]
+     * @returns {Promise<FlushResult>}
+     */
+    function flush(opts = {}) {
+        if (flushing) return flushing;
+        const t = now();
+        const blockedUntil = opts.force ? notBefore : Math.max(notBefore, retryAt ?? 0);
+        if (t < blockedUntil) {
+            schedule(blockedUntil - t);
+            return Promise.resolve({ sent: 0, dropped: 0, pending: load().length, error: lastError });
+        }
+        cancelTimer();
+        flushing = run().finally(() => {
+            flushing = null;
+            // something recorded during the last request, with no retry planned: send it too
+            if (timer === null && retryAt === null && load().length) schedule(flushDelayMs);
+            changed();
+        });
+        changed();
+        return flushing;
+    }
+
+    /**
+     * Queue the position of a video (durably, before returning) and schedule a send.
+     * @param {{videoId: string, position: number, duration?: number, sessionId?: string}} p
+     * @returns {PositionEvent} the queued event
+     * @throws {TypeError|RangeError} for an id or position the backend would reject
+     */
+    function record({ videoId, position, duration, sessionId } = {}) {
+        if (typeof videoId !== 'string' || !ID_PATTERN.test(videoId))
+            throw new TypeError(`playhead: videoId must be 1-128 of [A-Za-z0-9._:@-], got ${JSON.stringify(videoId)}`);
+        if (typeof position !== 'number' || !Number.isFinite(position) || position < 0 || position > MAX_POSITION)
+            throw new RangeError(`playhead: position must be a number in 0..${MAX_POSITION}, got ${position}`);
+        if (sessionId != null && (typeof sessionId !== 'string' || !ID_PATTERN.test(sessionId)))
+            throw new TypeError(`playhead: sessionId must be 1-128 of [A-Za-z0-9._:@-], got ${JSON.stringify(sessionId)}`);
+        const ev = { user_id: userId, video_id: videoId, position: Math.round(position * 1000) / 1000, ts: Math.floor(now()) };
+        // a <video> reports NaN before metadata and Infinity for live streams: not a duration
+        if (typeof duration === 'number' && Number.isFinite(duration) && duration > 0 && duration <= MAX_POSITION)
+            ev.duration = Math.round(duration * 1000) / 1000;
+        if (sessionId != null) ev.session_id = sessionId;
+        save(insert(load(), ev));
+        if (retryAt === null) schedule(flushDelayMs);
+        changed();
+        return ev;
+    }
+
+    /**
+     * Last chance to deliver, for `pagehide` / `visibilitychange` (hidden): hands the queue to
+     * the browser (a keepalive fetch, or sendBeacon), which completes the request even after the
+     * page is gone. Synchronous. The events stay queued (the outcome may never be known) and are
+     * removed only if the page lives to see a 2xx; otherwise the next page load sends them again,
+     * which is harmless (last-writer-wins by ts).
+     * @returns {boolean} true if a request was handed over
+     */
+    function flushOnExit() {
+        const queue = load();
+        if (queue.length === 0 || closed) return false;
+        const batch = [];
+        let bytes = 2;
+        for (const ev of queue.slice(-batchMax).reverse()) {
+            // newest first: if it does not all fit, the latest positions matter most
+            const size = JSON.stringify(ev).length + 1;
+            if (bytes + size > EXIT_BODY_MAX) break;
+            batch.push(ev);
+            bytes += size;
+        }
+        if (batch.length === 0) return false;
+        batch.reverse();
+        const keepalive =
+            exitTransport === 'fetch' ||
+            (exitTransport === 'auto' && (typeof globalThis.Request !== 'function' || 'keepalive' in globalThis.Request.prototype));
+        if (keepalive) {
+            post(batch, { keepalive: true })
+                .then((res) => {
+                    if (res.status >= 200 && res.status < 300) {
+                        remove(batch);
+                        sent += batch.length;
+                        lastSentAt = now();
+                        changed();
+                    }
+                })
+                .catch(() => {});
+            return true;
+        }
+        if (sendBeacon) {
+            // text/plain is a CORS-simple type: a beacon cannot do a preflight
+            const body = JSON.stringify(batch);
+            const blob = typeof Blob === 'function' ? new Blob([body], { type: 'text/plain;charset=UTF-8' }) : body;
+            try {
+                return Boolean(sendBeacon(endpoint, blob));
+            } catch {
+                return false;
+            }
+        }
+        return false;
+    }
+
+    /** @returns {number} how many events wait in the queue (all tabs of this user). */
+    function pending() {
+        return load().length;
+    }
+
+    /** Stop timers (the queue stays in storage for the next client). */
+    function close() {
+        closed = true;
+        cancelTimer();
+    }
+
+    // A queue left by an earlier page (closed tab, crash, outage) goes out straight away.
+    if (load().length) schedule(0);
+
+    /**
+     * @typedef {Object} Client
+     * @property {typeof record} record
+     * @property {typeof flush} flush
+     * @property {typeof flushOnExit} flushOnExit
+     * @property {typeof pending} pending
+     * @property {() => ClientState} state
+     * @property {() => PositionEvent[]} queued  a copy of the queue, oldest first
+     * @property {typeof close} close
+     */
+    return { record, flush, flushOnExit, pending, state, queued: load, close, endpoint, storageKey: key };
+}
+
+/**
+ * Parse a Retry-After header: delay-seconds or an HTTP date. Returns ms (>= 0) or null.
+ * @param {string|null|undefined} value
+ * @param {number} nowMs
+ */
+export function retryAfterMs(value, nowMs) {
+    if (value == null) return null;
+    const v = String(value).trim();
+    if (/^\d+$/.test(v)) return Number(v) * 1000;
+    if (!/[a-z]/i.test(v)) return null; // Date.parse('-5') is a year; an HTTP date has a weekday
+    const when = Date.parse(v);
+    return Number.isNaN(when) ? null : Math.max(0, when - nowMs);
+}
+
+function isEvent(e) {
+    return e && typeof e.video_id === 'string' && typeof e.position === 'number' && typeof e.ts === 'number';
+}
+
+function sameEvent(a, b) {
+    return a.video_id === b.video_id && a.ts === b.ts && a.position === b.position && a.session_id === b.session_id;
+}
+
+async function readJson(res) {
+    try {
+        return await res.json();
+    } catch {
+        return null;
+    }
+}
