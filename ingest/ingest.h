@@ -15,6 +15,7 @@
 #include "playhead/kafka_.h"
 #include "playhead/metrics.h"
 #include "playhead/server.h"
+#include "playhead/spool.h"
 
 typedef struct ph_ingest_config_s {
     const char *listen;
@@ -28,6 +29,9 @@ typedef struct ph_ingest_config_s {
     const char *cors_origins;
     const char *auth;
     const char *jwt_secret_file;
+    const char *spool_dir;
+    long long spool_max_bytes;
+    long long spool_segment_bytes;
     ph_kafka_props_t kafka;
 } ph_ingest_config_t;
 
@@ -36,6 +40,9 @@ typedef struct ph_produce_s ph_produce_t;
 /* How a request is answered once Kafka has taken (ok=1) or not taken (ok=0) all its events. */
 typedef void (*ph_produce_done_cb)(h2o_req_t *req, size_t count, int ok);
 
+/* A request's events on their way: to Kafka first, to the spool when Kafka does not acknowledge
+ * them all in time. `records` holds them encoded as spool records (see ph_record_*), and librdkafka
+ * reads keys and values straight from it, so it lives until the last delivery report. */
 struct ph_produce_s {
     ph_produce_t *next, *prev; /* in the loop's pending list, oldest first */
     ph_req_link_t link;
@@ -45,9 +52,25 @@ struct ph_produce_s {
     size_t outstanding; /* handed to librdkafka, no delivery report yet */
     uint64_t deadline;
     uint64_t started_ms;
-    int failed;
+    int failed;   /* a delivery failed, or librdkafka refused an event */
+    int spooling; /* appended to the spool, waiting for its fsync */
     int answered;
+    ph_buf_t records;
 };
+
+/* A spool record: [ts: 8 bytes LE][key length: 2 bytes LE][key][value]. */
+#define PH_RECORD_HEADER 10
+size_t ph_record_encode(ph_buf_t *out, const ph_event_t *ev);
+/* Walks the length-framed records of a request's buffer: start with a zeroed frame; returns 0 at
+ * the end. */
+typedef struct ph_record_frame_s {
+    const char *data;
+    size_t len;
+} ph_record_frame_t;
+int ph_record_next(const ph_buf_t *records, ph_record_frame_t *frame);
+/* Splits a record; returns 0, or -1 when it is malformed. */
+int ph_record_decode(const void *rec, size_t len, int64_t *ts, const char **key, size_t *key_len, const char **value,
+                     size_t *value_len);
 
 /* Process-wide figures, updated by every loop (relaxed atomics). */
 typedef struct ph_ingest_stats_s {
@@ -57,6 +80,12 @@ typedef struct ph_ingest_stats_s {
     ph_counter_t *events_produced;    /* delivery reports without error */
     ph_counter_t *delivery_failures;  /* delivery reports with an error */
     ph_histogram_t *ack_latency;      /* produce to last delivery report of a request */
+    ph_counter_t *events_spooled;     /* appended durably to the spool (answered 202) */
+    ph_counter_t *events_drained;     /* spooled events delivered to Kafka */
+    ph_counter_t *spool_full;         /* requests answered 503 because the spool was full or failing */
+    ph_gauge_t **spool_records;       /* per loop: events in the spool not yet delivered */
+    ph_gauge_t **spool_bytes;         /* per loop: bytes of spool segment files */
+    ph_gauge_t **spool_oldest_ms;     /* per loop: append time of the oldest spooled event (0: none) */
 } ph_ingest_stats_t;
 
 /* Program-wide state (server->app). */
@@ -68,8 +97,10 @@ typedef struct ph_ingest_s {
     ph_kafka_watch_t *watch; /* Kafka readiness, through loop 0's producer */
 } ph_ingest_t;
 
-/* Registers ingest's metrics into ing->metrics and fills ing->stats. */
-void ph_ingest_metrics_register(ph_ingest_t *ing);
+/* Registers ingest's metrics into ing->metrics and fills ing->stats (per-loop series for
+ * `threads` loops); ph_ingest_metrics_free releases both. */
+void ph_ingest_metrics_register(ph_ingest_t *ing, unsigned threads);
+void ph_ingest_metrics_free(ph_ingest_t *ing);
 
 typedef struct ph_ingest_loop_s {
     ph_loop_t *loop;
@@ -85,7 +116,44 @@ typedef struct ph_ingest_loop_s {
     int kafka_down;       /* for logging state changes once */
     ph_produce_t pending; /* sentinel */
     ph_produce_t *freelist;
+    /* the spool: spools[0] is this loop's own (appends go there); the others are left by a run
+     * with more threads and are only drained */
+    ph_spool_t *spools[8];
+    size_t nspools, spools_open;
+    ph_spool_chunk_t chunk; /* records read for draining, produced from chunk_next on */
+    size_t chunk_next, chunk_spool;
+    uint64_t drain_outstanding;
+    struct ph_drain_retry_s *retry; /* drained records whose delivery failed, to produce again */
+    uv_timer_t drain_timer;
+    int draining_stopped;
+    int spools_closing;
+    ph_spool_iov_t iov[PH_BATCH_MAX];
 } ph_ingest_loop_t;
+
+/* Opens this loop's spools and starts the drainer (from ph_producer_init). Returns 0 or -1. */
+int ph_drain_init(ph_ingest_loop_t *il, char *errstr, size_t errstr_size);
+/* Appends a request's records to the spool; `p` is answered when they are durable (202) or not. */
+void ph_drain_spool_request(ph_ingest_loop_t *il, ph_produce_t *p);
+/* A delivery report for a drained record (opaque made by ph_drain_opaque). */
+void ph_drain_delivered(ph_ingest_loop_t *il, const rd_kafka_message_t *msg, uint64_t tag);
+/* Stops reading the spool and closes the spools; the loop's inflight count is held until closed. */
+void ph_drain_stop(ph_ingest_loop_t *il);
+/* Frees what the drainer holds (after the producer is destroyed). */
+void ph_drain_dispose(ph_ingest_loop_t *il);
+/* The opaque of a drained message: its record id and spool index with the low bit set, where a
+ * request's opaque is a pointer with the low bit clear. ph_drain_is_opaque returns the tag. */
+static inline void *ph_drain_opaque(uint64_t id, size_t spool)
+{
+    return (void *)(uintptr_t)((id << 4) | (spool << 1) | 1);
+}
+static inline int ph_drain_is_opaque(const void *opaque, uint64_t *tag)
+{
+    *tag = (uint64_t)(uintptr_t)opaque;
+    return (*tag & 1) != 0;
+}
+/* Answers a request whose records the spool took (ok=1) or refused (ok=0). */
+void ph_produce_spooled(ph_produce_t *p, int ok);
+void ph_produce_release_if_done(ph_produce_t *p);
 
 /* Creates the loop's producer (on_loop_init). Returns 0 or -1 (logged). */
 int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing);

@@ -27,6 +27,13 @@ static const ph_option_t options[] = {
      "jwt (HS256 bearer tokens; secret from PLAYHEAD_JWT_SECRET or jwt-secret-file) or dev (trust the request's user)"},
     {"jwt-secret-file", PH_OPT_STR, "", 0, 0, offsetof(ph_ingest_t, cfg.jwt_secret_file),
      "file holding the JWT secret (when PLAYHEAD_JWT_SECRET is not set)"},
+    {"spool-dir", PH_OPT_STR, "spool", 0, 0, offsetof(ph_ingest_t, cfg.spool_dir),
+     "directory of the durable spool for events Kafka did not take in time (one subdirectory per loop); \"\" disables "
+     "it (then 503)"},
+    {"spool-max-bytes", PH_OPT_INT, "1073741824", 1048576, (long long)1 << 50, offsetof(ph_ingest_t, cfg.spool_max_bytes),
+     "spool size bound per loop; when full, requests that need it get 503 + Retry-After"},
+    {"spool-segment-bytes", PH_OPT_INT, "67108864", 65536, (long long)1 << 40, offsetof(ph_ingest_t, cfg.spool_segment_bytes),
+     "size at which a spool segment file is closed and a new one started"},
     {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(ph_ingest_t, cfg.log_level), "debug, info, warn or error"},
     PH_OPTIONS_END,
 };
@@ -84,13 +91,13 @@ int main(int argc, char **argv)
         .auth = &ing.auth,
         .metrics = ing.metrics = ph_metrics_new(),
     };
-    ph_ingest_metrics_register(&ing);
+    ph_ingest_metrics_register(&ing, server.threads);
     ph_log(PH_LOG_INFO, "ingest starting", "\"brokers\":\"%s\",\"topic\":\"%s\"", cfg->brokers, cfg->topic);
     int code = ph_server_run(&server, errstr, sizeof(errstr));
     if (code != 0 && errstr[0] != '\0')
         fprintf(stderr, "playhead-ingest: %s\n", errstr);
     for (size_t i = 0; i < cfg->kafka.count; ++i)
         free((char *)cfg->kafka.keys[i]);
-    ph_metrics_free(ing.metrics);
+    ph_ingest_metrics_free(&ing);
     return code;
 }

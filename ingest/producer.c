@@ -1,9 +1,12 @@
 /*
  * The Kafka side of ingest: one idempotent producer per loop, its delivery reports served on the
- * loop through ph_kafka_bridge_t, and the bookkeeping that answers a request only when Kafka
- * acknowledged all of its events (202), or not (503) when a delivery fails, the request's
- * deadline passes first, or librdkafka's queue is full. Never a 2xx for an event Kafka did not
- * take; a 503'd event may still arrive later (a duplicate that LWW makes harmless).
+ * loop through ph_kafka_bridge_t, and the bookkeeping that answers a request:
+ *   - 202 once Kafka acknowledged every event of it;
+ *   - otherwise (a delivery fails, the delivery deadline passes, librdkafka's queue is full) its
+ *     events go to the durable spool (drain.c), and it gets 202 once they are fsync'ed there, or
+ *     503 + Retry-After when the spool is full, failing, or disabled.
+ * Never a 2xx for an event that is neither acknowledged by Kafka nor durable on disk. Events that
+ * reach Kafka late after being spooled are duplicates, which last-writer-wins makes harmless.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,54 @@
 static ph_ingest_loop_t *il_of(ph_loop_t *loop)
 {
     return loop->app;
+}
+
+size_t ph_record_encode(ph_buf_t *out, const ph_event_t *ev)
+{
+    char key[2 * PH_ID_MAX + 2];
+    size_t key_len = ph_event_key(ev, key, sizeof(key)), start = out->len;
+    uint8_t head[PH_RECORD_HEADER];
+    uint64_t ts = (uint64_t)ev->ts;
+    for (int i = 0; i < 8; ++i)
+        head[i] = (uint8_t)(ts >> (8 * i));
+    head[8] = (uint8_t)key_len, head[9] = (uint8_t)(key_len >> 8);
+    ph_buf_reserve(out, PH_RECORD_HEADER + key_len + PH_EVENT_JSON_MAX);
+    ph_buf_append(out, (const char *)head, sizeof(head));
+    ph_buf_append(out, key, key_len);
+    out->len += ph_event_to_json(ev, out->data + out->len, PH_EVENT_JSON_MAX);
+    return out->len - start;
+}
+
+int ph_record_decode(const void *rec, size_t len, int64_t *ts, const char **key, size_t *key_len, const char **value,
+                     size_t *value_len)
+{
+    const uint8_t *p = rec;
+    if (len < PH_RECORD_HEADER)
+        return -1;
+    uint64_t t = 0;
+    for (int i = 0; i < 8; ++i)
+        t |= (uint64_t)p[i] << (8 * i);
+    size_t klen = (size_t)p[8] | (size_t)p[9] << 8;
+    if (PH_RECORD_HEADER + klen > len)
+        return -1;
+    *ts = (int64_t)t;
+    *key = (const char *)p + PH_RECORD_HEADER;
+    *key_len = klen;
+    *value = *key + klen;
+    *value_len = len - PH_RECORD_HEADER - klen;
+    return 0;
+}
+
+int ph_record_next(const ph_buf_t *records, ph_record_frame_t *frame)
+{
+    size_t at = frame->data == NULL ? 0 : (size_t)(frame->data - records->data) + frame->len;
+    uint32_t len;
+    if (at + sizeof(len) > records->len)
+        return 0;
+    memcpy(&len, records->data + at, sizeof(len));
+    frame->data = records->data + at + sizeof(len);
+    frame->len = len;
+    return 1;
 }
 
 static void produce_answer(ph_produce_t *p, int ok)
@@ -35,8 +86,10 @@ static void produce_answer(ph_produce_t *p, int ok)
         p->done(p->link.req, p->count, ok);
 }
 
-static void produce_release(ph_produce_t *p)
+void ph_produce_release_if_done(ph_produce_t *p)
 {
+    if (p->outstanding != 0 || !p->answered || p->spooling)
+        return;
     ph_ingest_loop_t *il = p->il;
     ph_req_unlink(&p->link);
     p->prev->next = p->next;
@@ -45,27 +98,46 @@ static void produce_release(ph_produce_t *p)
     il->freelist = p;
 }
 
+void ph_produce_spooled(ph_produce_t *p, int ok)
+{
+    p->spooling = 0;
+    produce_answer(p, ok);
+    ph_produce_release_if_done(p);
+}
+
+/* Kafka did not take the request's events in time: they go to the spool. */
+static void fall_back(ph_produce_t *p)
+{
+    if (p->answered || p->spooling)
+        return;
+    ph_drain_spool_request(p->il, p);
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     (void)rk, (void)opaque;
+    uint64_t tag;
+    if (ph_drain_is_opaque(msg->_private, &tag)) {
+        ph_drain_delivered(opaque, msg, tag);
+        return;
+    }
     ph_produce_t *p = msg->_private;
     ph_ingest_loop_t *il = p->il;
+    p->outstanding--;
     if (msg->err) {
         p->failed = 1;
         ph_counter_add(il->stats->delivery_failures, 1);
+        fall_back(p);
     } else {
         ph_counter_add(il->stats->events_produced, 1);
         if (il->kafka_down) {
             il->kafka_down = 0;
             ph_log_info("kafka: deliveries succeed again", NULL);
         }
+        if (p->outstanding == 0 && !p->failed && !p->spooling)
+            produce_answer(p, 1);
     }
-    if (--p->outstanding == 0) {
-        produce_answer(p, !p->failed);
-        produce_release(p);
-    } else if (p->failed) {
-        produce_answer(p, 0); /* no need to wait for the rest */
-    }
+    ph_produce_release_if_done(p);
 }
 
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -77,8 +149,7 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
             return; /* once per state change, not per retry */
         il->kafka_down = 1;
     }
-    ph_log(PH_LOG_WARN, "kafka error", "\"code\":\"%s\",\"reason\":\"%s\"", rd_kafka_err2name(err),
-           strchr(reason, '"') ? "(see librdkafka log)" : reason);
+    ph_log_str(PH_LOG_WARN, rd_kafka_err2name(err), "reason", reason);
 }
 
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -105,8 +176,10 @@ static void on_deadline_timer(uv_timer_t *timer)
 {
     ph_ingest_loop_t *il = timer->data;
     uint64_t now = ph_mono_ms();
-    for (ph_produce_t *p = il->pending.next; p != &il->pending && p->deadline <= now; p = p->next)
-        produce_answer(p, 0);
+    for (ph_produce_t *p = il->pending.next, *next; p != &il->pending && p->deadline <= now; p = next) {
+        next = p->next; /* fall_back may answer and release p */
+        fall_back(p);
+    }
     if (il->pending.next == &il->pending)
         uv_timer_stop(timer);
 }
@@ -115,11 +188,15 @@ void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events
 {
     ph_ingest_loop_t *il = il_of(loop);
     ph_produce_t *p = il->freelist;
-    if (p != NULL)
+    if (p != NULL) {
         il->freelist = p->next;
-    else if ((p = malloc(sizeof(*p))) == NULL)
+    } else if ((p = calloc(1, sizeof(*p))) == NULL) {
         abort();
+    }
+    ph_buf_t records = p->records; /* keeps its capacity across requests */
     memset(p, 0, sizeof(*p));
+    p->records = records;
+    p->records.len = 0;
     p->il = il;
     p->done = done;
     p->count = count;
@@ -132,27 +209,36 @@ void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events
     ph_req_link(&p->link, req);
     loop->inflight++;
 
+    /* encode everything first, each record framed by its length: librdkafka then reads keys and
+     * values in place (no copy), which is why p lives until its last delivery report */
     for (size_t i = 0; i < count; ++i) {
-        char key[2 * PH_ID_MAX + 2], value[PH_EVENT_JSON_MAX];
-        size_t key_len = ph_event_key(&events[i], key, sizeof(key));
-        size_t value_len = ph_event_to_json(&events[i], value, sizeof(value));
+        size_t at = p->records.len;
+        uint32_t len = 0;
+        ph_buf_append(&p->records, (const char *)&len, sizeof(len));
+        len = (uint32_t)ph_record_encode(&p->records, &events[i]);
+        memcpy(p->records.data + at, &len, sizeof(len));
+    }
+    ph_record_frame_t frame = {0};
+    while (ph_record_next(&p->records, &frame)) {
+        const char *key = NULL, *value = NULL;
+        size_t key_len = 0, value_len = 0;
+        int64_t ts = 0;
+        ph_record_decode(frame.data, frame.len, &ts, &key, &key_len, &value, &value_len);
         rd_kafka_resp_err_t err = rd_kafka_producev(il->rk, RD_KAFKA_V_RKT(il->rkt), RD_KAFKA_V_KEY(key, key_len),
-                                                    RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                                    RD_KAFKA_V_TIMESTAMP(events[i].ts), RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
+                                                    RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(0),
+                                                    RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            /* queue full or producer unusable: what was queued may still arrive, the rest is not sent */
-            ph_log(PH_LOG_WARN, "produce failed", "\"error\":\"%s\"", rd_kafka_err2name(err));
+            /* queue full or producer unusable: what was queued may still arrive; all go to the spool */
             p->failed = 1;
             break;
         }
         p->outstanding++;
     }
     if (p->failed)
-        produce_answer(p, 0);
-    if (p->outstanding == 0)
-        produce_release(p);
+        fall_back(p);
     else if (!uv_is_active((uv_handle_t *)&il->deadline_timer))
-        uv_timer_start(&il->deadline_timer, on_deadline_timer, 50, 50);
+        uv_timer_start(&il->deadline_timer, on_deadline_timer, 20, 20);
+    ph_produce_release_if_done(p);
 }
 
 int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
@@ -205,14 +291,19 @@ int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
     il->rkt = rd_kafka_topic_new(il->rk, cfg->topic, NULL);
     uv_timer_init(&loop->uv, &il->deadline_timer);
     uv_timer_init(&loop->uv, &il->flush_timer);
-    il->deadline_timer.data = il->flush_timer.data = il;
-    il->open_handles = 2;
+    uv_timer_init(&loop->uv, &il->drain_timer);
+    il->deadline_timer.data = il->flush_timer.data = il->drain_timer.data = il;
+    il->open_handles = 3;
     if (ph_kafka_bridge_init(&il->bridge, &loop->uv, rd_kafka_queue_get_main(il->rk), on_queue_ready, il) != 0) {
         ph_log_error("cannot watch the Kafka queue", NULL);
         return -1;
     }
     if (loop->index == 0)
         ing->watch = ph_kafka_watch_start(il->rk, cfg->topic, 1000);
+    if (ph_drain_init(il, errstr, sizeof(errstr)) != 0) {
+        ph_log_str(PH_LOG_ERROR, "cannot open the spool", "error", errstr);
+        return -1;
+    }
     return 0;
 }
 
@@ -220,8 +311,11 @@ static void on_flush_timer(uv_timer_t *timer)
 {
     ph_ingest_loop_t *il = timer->data;
     rd_kafka_poll(il->rk, 0);
+    /* drained records still in flight stay in the spool (re-drained after a restart): wait for
+     * them only within the grace period the server gives, which ends this loop regardless */
     if (rd_kafka_outq_len(il->rk) == 0) {
         uv_timer_stop(timer);
+        ph_drain_stop(il);
         il->loop->inflight--; /* the flush token taken in ph_producer_stop */
     }
 }
@@ -231,7 +325,8 @@ void ph_producer_stop(ph_loop_t *loop)
     ph_ingest_loop_t *il = il_of(loop);
     if (il == NULL || il->rk == NULL)
         return;
-    loop->inflight++; /* held until librdkafka's queue is empty; the server bounds the wait */
+    il->draining_stopped = 1; /* no new reads from the spool */
+    loop->inflight++;         /* held until librdkafka's queue is empty; the server bounds the wait */
     uv_timer_start(&il->flush_timer, on_flush_timer, 0, 10);
 }
 
@@ -242,6 +337,7 @@ static void release_loop_state(ph_ingest_loop_t *il)
     while (il->freelist != NULL) {
         ph_produce_t *p = il->freelist;
         il->freelist = p->next;
+        ph_buf_free(&p->records);
         free(p);
     }
     free(il);
@@ -268,7 +364,9 @@ void ph_producer_dispose(ph_loop_t *loop)
         il->ing->watch = NULL;
     }
     if (il->rk != NULL) {
-        /* whatever is still queued gets a (purged) delivery report, which releases its request */
+        /* whatever is still queued gets a (purged) delivery report, which releases its request;
+         * spooled records among them stay in the spool for the next run */
+        il->draining_stopped = 1;
         rd_kafka_purge(il->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 100 && rd_kafka_outq_len(il->rk) > 0; ++i)
             rd_kafka_poll(il->rk, 10);
@@ -282,30 +380,64 @@ void ph_producer_dispose(ph_loop_t *loop)
         rd_kafka_destroy(il->rk);
         il->rk = NULL;
     }
-    while (il->pending.next != &il->pending)
-        produce_release(il->pending.next);
+    ph_drain_dispose(il);
+    while (il->pending.next != &il->pending) {
+        ph_produce_t *p = il->pending.next;
+        p->outstanding = 0, p->answered = 1, p->spooling = 0;
+        ph_produce_release_if_done(p);
+    }
     if (il->open_handles == 0) { /* init failed before the timers existed */
         free(il);
         return;
     }
     uv_close((uv_handle_t *)&il->deadline_timer, on_handle_closed);
     uv_close((uv_handle_t *)&il->flush_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&il->drain_timer, on_handle_closed);
 }
 
-void ph_ingest_metrics_register(ph_ingest_t *ing)
+void ph_ingest_metrics_register(ph_ingest_t *ing, unsigned threads)
 {
     ph_metrics_t *m = ing->metrics;
     ph_ingest_stats_t *st = &ing->stats;
-    static const char events_help[] = "Position events by outcome.";
-    st->events_accepted =
-        ph_metrics_counter(m, "playhead_ingest_events_accepted_total", "Events acknowledged by Kafka and answered with a 2xx.", "");
+    static const char events_help[] = "Position events not accepted, by reason.";
+    st->events_accepted = ph_metrics_counter(m, "playhead_ingest_events_accepted_total",
+                                             "Events answered with a 2xx: acknowledged by Kafka or durable in the spool.", "");
     st->events_invalid = ph_metrics_counter(m, "playhead_ingest_events_rejected_total", events_help, "reason=\"invalid\"");
-    st->events_unavailable =
-        ph_metrics_counter(m, "playhead_ingest_events_rejected_total", events_help, "reason=\"kafka_unavailable\"");
+    st->events_unavailable = ph_metrics_counter(m, "playhead_ingest_events_rejected_total", events_help, "reason=\"unavailable\"");
     st->events_produced = ph_metrics_counter(m, "playhead_ingest_events_produced_total", "Delivery reports without error.", "");
     st->delivery_failures = ph_metrics_counter(m, "playhead_ingest_delivery_failures_total", "Delivery reports with an error.", "");
     st->ack_latency = ph_metrics_histogram(m, "playhead_ingest_produce_ack_seconds",
-                                           "Time from producing a request's events to Kafka's last acknowledgement.", "",
-                                           PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
+                                           "Time from producing a request's events to its 2xx (Kafka's last acknowledgement, "
+                                           "or the spool's fsync).",
+                                           "", PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
+    st->events_spooled = ph_metrics_counter(m, "playhead_spool_events_spooled_total",
+                                            "Events appended durably to the spool because Kafka did not take them in time.", "");
+    st->events_drained =
+        ph_metrics_counter(m, "playhead_spool_events_drained_total", "Spooled events delivered to Kafka by the drainer.", "");
+    st->spool_full = ph_metrics_counter(m, "playhead_spool_rejected_requests_total",
+                                        "Requests answered 503 because the spool was full, failing or disabled.", "");
+    if ((st->spool_records = calloc(threads, sizeof(*st->spool_records))) == NULL ||
+        (st->spool_bytes = calloc(threads, sizeof(*st->spool_bytes))) == NULL ||
+        (st->spool_oldest_ms = calloc(threads, sizeof(*st->spool_oldest_ms))) == NULL)
+        abort();
+    for (unsigned i = 0; i < threads; ++i) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "loop=\"%u\"", i);
+        st->spool_records[i] =
+            ph_metrics_gauge(m, "playhead_spool_records", "Events in the spool not yet delivered to Kafka.", labels);
+        st->spool_bytes[i] = ph_metrics_gauge(m, "playhead_spool_bytes", "Bytes of spool segment files.", labels);
+        st->spool_oldest_ms[i] = ph_metrics_gauge(m, "playhead_spool_oldest_timestamp_ms",
+                                                  "Append time of the oldest spooled event (ms since the epoch, 0: none); "
+                                                  "its age is now minus this.",
+                                                  labels);
+    }
     ph_metrics_process(m);
+}
+
+void ph_ingest_metrics_free(ph_ingest_t *ing)
+{
+    free(ing->stats.spool_records);
+    free(ing->stats.spool_bytes);
+    free(ing->stats.spool_oldest_ms);
+    ph_metrics_free(ing->metrics);
 }

@@ -79,7 +79,7 @@ static int decode_common(ph_event_t *ev, const cJSON *obj, ph_event_error_t *err
         return fail(err, "position", "must be a number");
     if (!isfinite(pos->valuedouble) || pos->valuedouble < 0 || pos->valuedouble > PH_POSITION_MAX)
         return fail(err, "position", "must be a finite number of seconds from 0 to 10000000");
-    ev->position = pos->valuedouble;
+    ev->position = pos->valuedouble == 0 ? 0 : pos->valuedouble; /* -0 is stored and shown as 0 */
 
     const cJSON *dur = cJSON_GetObjectItemCaseSensitive(obj, "duration");
     ev->duration = 0;

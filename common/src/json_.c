@@ -77,11 +77,21 @@ cJSON *ph_json_parse(const char *buf, size_t len, const char **errmsg)
     int in_str = 0;
     for (size_t i = 0; i < len; ++i) {
         char c = buf[i];
+        if ((unsigned char)c < 0x20 && in_str) {
+            /* JSON forbids raw control bytes in strings; a NUL would also cut the string short */
+            *errmsg = c == '\0' ? "body contains a NUL byte" : "control character in a JSON string";
+            return NULL;
+        }
         if (in_str) {
-            if (c == '\\')
+            if (c == '\\') {
+                if (i + 5 < len && memcmp(buf + i + 1, "u0000", 5) == 0) {
+                    *errmsg = "body contains a NUL byte";
+                    return NULL;
+                }
                 ++i;
-            else if (c == '"')
+            } else if (c == '"') {
                 in_str = 0;
+            }
         } else if (c == '"') {
             in_str = 1;
         } else if (c == '{' || c == '[') {

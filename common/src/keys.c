@@ -1,4 +1,5 @@
 /* Redis key names and the stored per-video state (see keys.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,8 @@ int ph_state_decode(const char *s, size_t len, ph_state_t *st)
     p = end + 1;
     double dur = strtod(p, &end);
     if (end == p || *end != '\0')
+        return -1;
+    if (!isfinite(pos) || !isfinite(dur))
         return -1;
     st->ts = ts;
     st->received_at = rc;
