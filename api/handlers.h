@@ -56,4 +56,62 @@ int ph_api_demo_root(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 int ph_api_demo_dashboard(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_api_demo_config(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 
+/* ---------------------------------------------------------------- stream leases
+ * A stream is a lease (user, session_id) with an expiry (keys.h ph:{U}:s, ph:{U}:d), decided by one
+ * Lua script per request (scripts.c PH_SCRIPT_STREAM_*); at most stream-limit live leases per user. */
+
+/* POST /v1/users/:user/streams {"session_id","device"?} (streams.c): 201 new lease, 200 refreshed,
+ * 429 {"error","limit","active"} at the limit. 2xx: {"session_id","expires_at","active","limit"}. */
+int ph_api_streams_post(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+/* GET /v1/users/:user/streams (streams.c): 200 {"limit","active":[...]}, live leases only. */
+int ph_api_streams_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+/* DELETE /v1/users/:user/streams/:session (streams.c): 204, or 404 when there is no live lease. */
+int ph_api_streams_delete(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+
+/* The reference service's routes (compat_streams.c), its exact messages: POST /user/stream and
+ * DELETE /user/stream with {"userId"}, GET /user/stream?userId=U. Their streams are anonymous
+ * leases (session ids PH_API_ANON_PREFIX + random, device "reference-client") that expire like any
+ * other; DELETE ends the user's oldest anonymous lease. */
+int ph_api_compat_streams_post(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_api_compat_streams_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_api_compat_streams_delete(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+
+#define PH_API_DEVICE_MAX 64 /* bytes of a lease's free-text device name */
+#define PH_API_ANON_PREFIX "anon-"
+#define PH_API_ANON_DEVICE "reference-client"
+
+typedef struct ph_api_stream_start_s {
+    char session_id[PH_ID_MAX + 1];
+    char device[PH_API_DEVICE_MAX + 1]; /* "" when absent */
+    size_t session_id_len, device_len;
+} ph_api_stream_start_t;
+
+/* streams.c: parses the body of POST /v1/users/:user/streams: a JSON object with session_id (a
+ * string, id rules of ph_id_valid) and optionally device (a string of at most PH_API_DEVICE_MAX
+ * bytes); other members are ignored. Returns 0, or -1 with *errmsg (a static message for a 400). */
+int ph_api_stream_start_parse(const char *body, size_t len, ph_api_stream_start_t *out, const char **errmsg);
+
+/* streams.c: appends the JSON array of leases [{"session_id","device","started_at","expires_at"},...]
+ * from reply->element[first..], flat triples session_id, expires_at, info "started_at:device" (as
+ * the stream scripts return them). device is null when empty, device and started_at are null when
+ * the info is missing or malformed. Returns the number of leases, or -1 (nothing appended) when
+ * the reply does not have that shape. */
+int ph_api_streams_active_json(ph_buf_t *b, const redisReply *reply, size_t first);
+
+struct ph_api_pending_s;
+/* streams.c: EVALSHA of a stream script (scripts.h) for p->user: KEYS are the user's streams zset
+ * and info hash, then the `argc` arguments. The reply goes to p's on_reply as with ph_api_evalsha. */
+void ph_api_streams_evalsha(struct ph_api_pending_s *p, size_t script, int argc, const char **argv, const size_t *argvlen);
+/* streams.c: PH_SCRIPT_STREAM_START for p->user and `session` with the configured limit and lease. */
+void ph_api_stream_start_send(struct ph_api_pending_s *p, const char *session, size_t session_len, const char *device,
+                              size_t device_len);
+
+/* compat_streams.c: the userId of a reference route's JSON body {"userId": "..."}. Returns 0 with the
+ * id copied into user (cap >= PH_ID_MAX + 1) and *user_len set, or -1 when the body is not a JSON
+ * object whose userId is a string following the id rules. */
+int ph_api_compat_body_user(const char *body, size_t len, char *user, size_t *user_len);
+/* compat_streams.c: percent-decodes [s, s+len) into out (cap bytes, not NUL-terminated). Returns 0
+ * with *out_len set, or -1 on a malformed escape or when it does not fit. */
+int ph_api_pct_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len);
+
 #endif

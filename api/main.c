@@ -36,6 +36,10 @@ static const ph_option_t options[] = {
      "ingest's URL as the demo page's browser sees it"},
     {"demo-consumer-url", PH_OPT_STR, "http://127.0.0.1:9464", 0, 0, offsetof(ph_api_t, cfg.demo_consumer_url),
      "the consumer's metrics URL as the dashboard's browser sees it"},
+    {"stream-limit", PH_OPT_INT, "3", 1, 1000, offsetof(ph_api_t, cfg.stream_limit),
+     "concurrent streams per user: live leases taken with POST /v1/users/{u}/streams (or POST /user/stream)"},
+    {"stream-lease-seconds", PH_OPT_INT, "90", 1, 86400, offsetof(ph_api_t, cfg.stream_lease_seconds),
+     "how long a stream lease lives unless refreshed (a repeated POST, or a position event carrying its session_id)"},
     PH_OPTIONS_END,
 };
 
@@ -44,6 +48,12 @@ static const ph_route_t routes[] = {
     {"GET", "/v1/users/:user/positions/:video", ph_api_position_get},
     {"GET", "/v1/users/:user/continue-watching", ph_api_continue_watching_get},
     {"GET", "/watching", ph_api_compat_watching_get},
+    {"POST", "/v1/users/:user/streams", ph_api_streams_post},
+    {"GET", "/v1/users/:user/streams", ph_api_streams_get},
+    {"DELETE", "/v1/users/:user/streams/:session", ph_api_streams_delete},
+    {"POST", "/user/stream", ph_api_compat_streams_post},
+    {"GET", "/user/stream", ph_api_compat_streams_get},
+    {"DELETE", "/user/stream", ph_api_compat_streams_delete},
     {"GET", "/readyz", ph_api_readyz},
     {"GET", "/metrics", ph_server_handle_metrics},
     {"GET", "/", ph_api_demo_root},

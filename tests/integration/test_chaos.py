@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-import http.client
+import http.client as httpclient
 
 import pytest
 
@@ -30,8 +30,9 @@ USERS, VIDEOS = 150, 12
 class Load:
     """Paced sender on several connections; records what was sent and what got a 2xx."""
 
-    def __init__(self, port, events_per_key=14, threads=6):
+    def __init__(self, port, events_per_key=14, threads=6, duration=0):
         self.port = port
+        self.duration = duration  # seconds the sending is spread over (0: as fast as possible)
         self.sent, self.acked = {}, {}  # (user, video) -> {ts: event}
         self.counts = {"requests": 0, "2xx": 0, "503": 0, "errors": 0, "events_sent": 0, "events_acked": 0}
         self.lock = threading.Lock()
@@ -48,7 +49,8 @@ class Load:
         events += random.sample(events, len(events) // 10)  # exact duplicates
         random.shuffle(events)
         self.queue = events
-        self.threads = [threading.Thread(target=self._run, args=(i, threads), daemon=True) for i in range(threads)]
+        self.failures = []
+        self.threads = [threading.Thread(target=self._guarded, args=(i, threads), daemon=True) for i in range(threads)]
 
     def start(self):
         for t in self.threads:
@@ -57,6 +59,13 @@ class Load:
     def join(self):
         for t in self.threads:
             t.join()
+        assert not self.failures, self.failures
+
+    def _guarded(self, index, n):
+        try:
+            self._run(index, n)
+        except Exception as e:  # a dead sender would make the test vacuous: fail it instead
+            self.failures.append(repr(e))
 
     def _send(self, conn, body):
         conn.request("POST", "/v1/positions", json.dumps(body), {"Content-Type": "application/json"})
@@ -68,7 +77,12 @@ class Load:
         mine = self.queue[index::n]
         conn = None
         i = 0
+        started = time.monotonic()
         while i < len(mine) and not self.stop.is_set():
+            # pacing: event i of this sender goes out at started + duration * i / len(mine)
+            lag = started + self.duration * i / len(mine) - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
             size = random.choice([1, 1, 1, 5, 20, 50])
             chunk = mine[i:i + size]
             i += size
@@ -80,9 +94,9 @@ class Load:
                 self.counts["events_sent"] += len(chunk)
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
+                    conn = httpclient.HTTPConnection(HOST, self.port, timeout=30)
                 status = self._send(conn, body)
-            except (OSError, http.client.HTTPException):
+            except (OSError, httpclient.HTTPException):
                 status = None
                 conn = None  # ingest was killed: reconnect on the next request
             with self.lock:
@@ -95,7 +109,6 @@ class Load:
                     self.counts["503"] += 1
                 else:
                     self.counts["errors"] += 1
-            time.sleep(0.004)  # pacing: spread the load over the whole chaos schedule
 
 
 def metric(url, name):
@@ -134,12 +147,13 @@ def chaos_stack(ingest, consumer, api, kafka, redis_server):
 
 
 def run_chaos(ing, con, rd, kafka, redis_server):
-    load = Load(ing.http_port)
+    load = Load(ing.http_port, duration=scaled(30))  # the chaos schedule below takes ~25 s
     spooled = 0
     log = []
 
     def step(what, fn):
-        log.append(f"{time.monotonic() - t0:6.1f}s {what}")
+        log.append(f"{time.monotonic() - t0:6.1f}s {what} (so far: {load.counts['events_acked']} acknowledged)")
+        print(log[-1], flush=True)
         fn()
 
     t0 = time.monotonic()
@@ -156,6 +170,7 @@ def run_chaos(ing, con, rd, kafka, redis_server):
     step("stop kafka", kafka.stop)
     time.sleep(scaled(3))  # ingest is spooling now
     spooled += metric(ing.url, "playhead_spool_events_spooled_total") or 0
+    assert spooled > 0, "ingest should be spooling while Kafka is down"
     step("kill -9 ingest while it spools", ing.kill9)
     step("restart ingest", ing.start)
     time.sleep(scaled(3))
@@ -163,7 +178,7 @@ def run_chaos(ing, con, rd, kafka, redis_server):
     step("kill -9 ingest", ing.kill9)
     step("restart ingest", ing.start)
     step("start kafka", kafka.start)
-    time.sleep(scaled(3))
+    time.sleep(scaled(2))
     step("kill -9 ingest with kafka up", ing.kill9)
     step("restart ingest", ing.start)
     load.join()

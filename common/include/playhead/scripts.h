@@ -10,6 +10,13 @@
 enum {
     PH_SCRIPT_APPLY = 0, /* consumer: LWW apply of one event */
     PH_SCRIPT_ROW,       /* api: continue-watching row, one round trip */
+    /* concurrent-stream leases (keys.h ph:{U}:s and ph:{U}:d); "now" is Redis's clock (TIME) so that
+     * every instance, whatever its own clock, takes the same decision */
+    PH_SCRIPT_STREAM_START,       /* api: take or refresh a lease, or refuse at the limit */
+    PH_SCRIPT_STREAM_STOP,        /* api: end one lease */
+    PH_SCRIPT_STREAM_STOP_OLDEST, /* api, reference routes: end the oldest anonymous lease */
+    PH_SCRIPT_STREAM_LIST,        /* api: the live leases */
+    PH_SCRIPT_HEARTBEAT,          /* consumer: a position event with a session_id extends its live lease */
     PH_SCRIPT_COUNT
 };
 
