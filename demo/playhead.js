@@ -20,9 +20,13 @@
  *    backoff and full jitter (`random() * min(maxBackoffMs, baseBackoffMs * 2^attempt)`), and
  *    never sooner than the response's `Retry-After` (seconds or an HTTP date).
  *
+ * Every request is `Content-Type: application/json` (ingest answers 415 to anything else), so a
+ * page on another origin needs ingest's CORS preflight, and `navigator.sendBeacon` (which cannot
+ * send JSON cross-origin) is never used: leaving the page uses a keepalive `fetch` instead.
+ *
  * No dependencies; an ES module. Everything the client touches in the outside world (storage,
- * fetch, clock, randomness, timers, sendBeacon) is injectable, which is how the unit tests in
- * tests/demo/ drive it.
+ * fetch, clock, randomness, timers) is injectable, which is how the unit tests in tests/demo/
+ * drive it.
  *
  * @module playhead
  */
@@ -36,7 +40,10 @@ export const MAX_POSITION = 1e7;
 /** The most events ingest takes in one request. */
 export const MAX_BATCH = 1000;
 
-/** keepalive fetch and sendBeacon refuse bodies over 64 KiB (in flight, per page); stay well under. */
+/**
+ * Browsers refuse a keepalive request once the bodies of the page's keepalive requests still in
+ * flight would add up to over 64 KiB; stay well under, counting our own in-flight ones.
+ */
 const EXIT_BODY_MAX = 60000;
 
 /** A flush never sends more than this many requests before yielding to the event loop. */
@@ -91,10 +98,6 @@ const REQUESTS_PER_FLUSH = 100;
  *        so a burst (seeking) becomes one request; the queue is already durable meanwhile
  * @param {boolean} [options.autoFlush=true]     send by itself after `record()` and on retry timers
  * @param {number} [options.requestTimeoutMs=15000]  abort a request that takes longer (then retry)
- * @param {(url: string, body: Blob) => boolean} [options.sendBeacon]  defaults to navigator.sendBeacon when present
- * @param {'auto'|'fetch'|'beacon'} [options.exitTransport='auto']  how `flushOnExit` sends: a
- *        keepalive fetch (JSON; the page may still see the answer), or sendBeacon (text/plain, no
- *        CORS preflight); 'auto' prefers the keepalive fetch where the browser has it
  * @param {{setTimeout: Function, clearTimeout: Function}} [options.timers=globalThis]
  * @param {(state: ClientState) => void} [options.onChange]  called after every change of `state()`
  * @returns {Client}
@@ -113,8 +116,6 @@ export function createClient(options) {
         flushDelayMs = 200,
         autoFlush = true,
         requestTimeoutMs = 15000,
-        sendBeacon = globalThis.navigator?.sendBeacon ? (url, body) => globalThis.navigator.sendBeacon(url, body) : null,
-        exitTransport = 'auto',
         timers = globalThis,
         onChange = null,
     } = options || {};
@@ -128,8 +129,6 @@ export function createClient(options) {
     if (!(maxBackoffMs > 0) || !(baseBackoffMs > 0))
         throw new RangeError('playhead: baseBackoffMs and maxBackoffMs must be > 0');
     if (typeof fetch !== 'function') throw new TypeError('playhead: no fetch available');
-    if (!['auto', 'fetch', 'beacon'].includes(exitTransport))
-        throw new TypeError(`playhead: exitTransport must be "auto", "fetch" or "beacon", got ${JSON.stringify(exitTransport)}`);
 
     const endpoint = ingestUrl.replace(/\/+$/, '') + '/v1/positions';
     const key = `playhead.queue.v1.${userId}`;
@@ -147,6 +146,7 @@ export function createClient(options) {
     let sent = 0;
     let dropped = 0;
     let closed = false;
+    let exitBytesInFlight = 0; // bodies of flushOnExit requests not answered yet
 
     // ---- the durable queue --------------------------------------------------------------------
     // Every operation reads storage afresh and writes it back in the same task, so several tabs of
@@ -410,54 +410,46 @@ export function createClient(options) {
     }
 
     /**
-     * Last chance to deliver, for `pagehide` / `visibilitychange` (hidden): hands the queue to
-     * the browser (a keepalive fetch, or sendBeacon), which completes the request even after the
-     * page is gone. Synchronous. The events stay queued (the outcome may never be known) and are
-     * removed only if the page lives to see a 2xx; otherwise the next page load sends them again,
-     * which is harmless (last-writer-wins by ts).
+     * Last chance to deliver, for `pagehide` / `visibilitychange` (hidden): hands the newest
+     * queued events to the browser as one `fetch(..., {keepalive: true})` with a JSON body, which
+     * the browser completes (CORS preflight included) even after the page is gone. Synchronous.
+     * The body is kept under 60 000 bytes, since browsers refuse keepalive bodies over 64 KiB;
+     * what does not fit waits for the next page load. The events stay queued (the outcome may
+     * never be known) and are removed only if the page lives to see a 2xx; otherwise the next
+     * page load sends them again, which is harmless (last-writer-wins by ts).
      * @returns {boolean} true if a request was handed over
      */
     function flushOnExit() {
         const queue = load();
         if (queue.length === 0 || closed) return false;
+        // pagehide often follows visibilitychange: the first request may still be in flight
+        const budget = EXIT_BODY_MAX - exitBytesInFlight;
         const batch = [];
-        let bytes = 2;
+        let bytes = 2; // [] — ids and numbers are ASCII, so string length is the byte count
         for (const ev of queue.slice(-batchMax).reverse()) {
             // newest first: if it does not all fit, the latest positions matter most
             const size = JSON.stringify(ev).length + 1;
-            if (bytes + size > EXIT_BODY_MAX) break;
+            if (bytes + size > budget) break;
             batch.push(ev);
             bytes += size;
         }
         if (batch.length === 0) return false;
         batch.reverse();
-        const keepalive =
-            exitTransport === 'fetch' ||
-            (exitTransport === 'auto' && (typeof globalThis.Request !== 'function' || 'keepalive' in globalThis.Request.prototype));
-        if (keepalive) {
-            post(batch, { keepalive: true })
-                .then((res) => {
-                    if (res.status >= 200 && res.status < 300) {
-                        remove(batch);
-                        sent += batch.length;
-                        lastSentAt = now();
-                        changed();
-                    }
-                })
-                .catch(() => {});
-            return true;
-        }
-        if (sendBeacon) {
-            // text/plain is a CORS-simple type: a beacon cannot do a preflight
-            const body = JSON.stringify(batch);
-            const blob = typeof Blob === 'function' ? new Blob([body], { type: 'text/plain;charset=UTF-8' }) : body;
-            try {
-                return Boolean(sendBeacon(endpoint, blob));
-            } catch {
-                return false;
-            }
-        }
-        return false;
+        exitBytesInFlight += bytes;
+        post(batch, { keepalive: true })
+            .then((res) => {
+                if (res.status >= 200 && res.status < 300) {
+                    remove(batch);
+                    sent += batch.length;
+                    lastSentAt = now();
+                    changed();
+                }
+            })
+            .catch(() => {}) // refused or failed: the events are still queued for the next page
+            .finally(() => {
+                exitBytesInFlight -= bytes;
+            });
+        return true;
     }
 
     /** @returns {number} how many events wait in the queue (all tabs of this user). */

@@ -13,7 +13,7 @@ source scripts/lib.sh
 
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }'; }
 
-for port in 6379 9092 8080 8081; do
+for port in 6379 9092 8080 8081 9464; do
     port_open "$port" && die "port $port is already in use (see: ss -ltnp 'sport = :$port'); stop that first"
 done
 
@@ -46,7 +46,7 @@ scripts/kafka.sh create-topic 9092 playhead.positions 8 >/dev/null
 healthz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/healthz"; }
 # Development mode (--auth=dev): the services trust the user named in each request. Production
 # runs use JWT: set PLAYHEAD_JWT_SECRET and drop --auth=dev (see the README's security section).
-declare -A args=([ingest]="--auth=dev" [consumer]="" [api]="--auth=dev")
+declare -A args=([ingest]="--auth=dev" [consumer]="" [api]="--auth=dev --demo-dir=demo")
 for name in ingest consumer api; do
     # shellcheck disable=SC2086 # args are space-separated flags
     "build/$name/playhead-$name" ${args[$name]} </dev/null >>"$run/$name.log" 2>&1 &
@@ -62,6 +62,7 @@ playhead is up in $(since "$t0") ($(since "$t1") after the build). Logs and data
 DEVELOPMENT MODE (--auth=dev): requests are trusted to name their own user; do not expose these ports.
   ingest  http://127.0.0.1:8080   (GET /healthz)
   api     http://127.0.0.1:8081   (GET /healthz)
+  demo    http://127.0.0.1:8081/   (player)   http://127.0.0.1:8081/dashboard   (live metrics)
   kafka   127.0.0.1:9092, topic playhead.positions      redis   127.0.0.1:6379
 Try:
   curl -X POST http://127.0.0.1:8080/v1/positions -H 'Content-Type: application/json' \\

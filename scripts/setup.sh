@@ -30,6 +30,7 @@ if ((${#missing[@]})); then
 fi
 
 scripts/kafka.sh fetch
+scripts/setup-demo.sh # demo media (ffmpeg), vendored uPlot, playwright-core for the browser tests
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j2

@@ -44,6 +44,11 @@ test('a fresh context resumes within 2 s of the last recorded position', async (
         );
         assert.ok(Math.abs(currentTime - stoppedAt) <= 2, `resumed at ${currentTime.toFixed(2)} s, first context stopped at ${stoppedAt.toFixed(2)} s`);
         assert.match(await page2.textContent('#resume-note'), /Resumed at/);
+        // and it plays on from there (the screenshot shows the running clock past the resume point)
+        await page2.evaluate(() => document.querySelector('video').play());
+        await playUntil(page2, currentTime + 1.5, 15000);
+        await waitFor(() => page2.evaluate(() => document.querySelectorAll('#continue .card[data-video="clock"]').length === 1), 10000, 'the clock in the continue-watching row');
+        await page2.mouse.move(0, 0); // off the video, so its controls fade
         await screenshot(page2, 'a-resume');
     } finally {
         await second.close();

@@ -381,59 +381,97 @@ test('a request that hangs is aborted after requestTimeoutMs and retried', async
     assert.equal(t.client.pending(), 0);
 });
 
-test('flushOnExit hands the queue to a keepalive fetch and keeps it until a 2xx is seen', async () => {
+test('flushOnExit hands the queue to a keepalive JSON fetch and keeps it until a 2xx is seen', async () => {
     let release;
     const gate = new Promise((r) => (release = r));
     const fetch = fakeFetch(async () => {
         await gate;
         return 202;
     });
-    const t = setup({ fetch, client: { autoFlush: false, exitTransport: 'fetch' } });
+    const t = setup({ fetch, client: { autoFlush: false } });
+    assert.equal(t.client.flushOnExit(), false, 'nothing to send');
     recordMany(t, 3);
     assert.equal(t.client.flushOnExit(), true);
     assert.equal(fetch.calls.length, 1, 'sent synchronously');
-    assert.equal(fetch.calls[0].init.keepalive, true);
-    assert.equal(fetch.calls[0].body.length, 3);
+    const { url, init, body } = fetch.calls[0];
+    assert.equal(url, `${INGEST}/v1/positions`);
+    assert.equal(init.method, 'POST');
+    assert.equal(init.keepalive, true);
+    // ingest answers 415 to anything but JSON: no text/plain (sendBeacon-style) body, ever
+    assert.equal(init.headers['Content-Type'], 'application/json');
+    assert.equal(init.signal, undefined, 'no abort timer: the page is going away anyway');
+    assert.deepEqual(
+        body.map((e) => e.video_id),
+        ['v0', 'v1', 'v2'],
+    );
     assert.equal(t.client.pending(), 3, 'still queued: the page may die before the answer');
     release();
     await settle();
     assert.equal(t.client.pending(), 0, 'the page lived to see the 202');
+    assert.equal(t.client.state().sent, 3);
 });
 
-test('flushOnExit with sendBeacon posts text/plain JSON and leaves the queue for the next load', async () => {
-    const beacons = [];
-    const fetch = fakeFetch();
-    const t = setup({
-        fetch,
-        client: { autoFlush: false, exitTransport: 'beacon', sendBeacon: (url, body) => beacons.push({ url, body }) > 0 },
-    });
-    assert.equal(t.client.flushOnExit(), false, 'nothing to send');
+test('flushOnExit leaves the queue alone when the keepalive request fails or is refused', async () => {
+    let answer = () => {
+        throw new TypeError('Failed to fetch'); // what a browser does over its keepalive quota
+    };
+    const fetch = fakeFetch((call) => answer(call));
+    const t = setup({ fetch, client: { autoFlush: false } });
     recordMany(t, 2);
     assert.equal(t.client.flushOnExit(), true);
-    assert.equal(fetch.calls.length, 0);
-    assert.equal(beacons.length, 1);
-    assert.equal(beacons[0].url, `${INGEST}/v1/positions`);
-    assert.match(beacons[0].body.type, /^text\/plain/);
-    const sentEvents = JSON.parse(await beacons[0].body.text());
-    assert.deepEqual(
-        sentEvents.map((e) => e.video_id),
-        ['v0', 'v1'],
-    );
-    assert.equal(t.client.pending(), 2);
+    await settle();
+    assert.equal(t.client.pending(), 2, 'kept for the next page load');
+    answer = () => 503;
+    assert.equal(t.client.flushOnExit(), true);
+    await settle();
+    assert.equal(t.client.pending(), 2, 'a 503 removes nothing either');
+    assert.equal(t.client.state().sent, 0);
 });
 
-test('flushOnExit keeps the body under the 64 KiB keepalive limit, newest positions first', () => {
-    const fetch = fakeFetch();
-    const t = setup({ fetch, client: { autoFlush: false, exitTransport: 'fetch', batchMax: 1000 } });
-    for (let i = 0; i < 1000; i++) {
+function recordBig(t, n) {
+    for (let i = 0; i < n; i++) {
         t.client.record({ videoId: `video-${'x'.repeat(100)}-${i}`, position: i, sessionId: 's'.repeat(64) });
         t.clock.t += 1;
     }
+}
+
+test('flushOnExit keeps the body under the 64 KiB keepalive limit, newest positions first', () => {
+    const fetch = fakeFetch();
+    const t = setup({ fetch, client: { autoFlush: false, batchMax: 1000 } });
+    recordBig(t, 1000);
     t.client.flushOnExit();
     const body = fetch.calls[0].init.body;
     assert.ok(body.length <= 60000, `body is ${body.length} bytes`);
-    const sentIds = fetch.calls[0].body.map((e) => e.position);
-    assert.equal(sentIds.at(-1), 999, 'the newest made it');
+    assert.ok(body.length > 50000, `the budget is used (${body.length} bytes)`);
+    const positions = fetch.calls[0].body.map((e) => e.position);
+    assert.equal(positions.at(-1), 999, 'the newest made it');
+    assert.deepEqual(positions, [...positions].sort((a, b) => a - b), 'oldest first within the batch');
+});
+
+test('a second flushOnExit while the first is in flight stays within what is left of the 64 KiB', async () => {
+    let release;
+    const gate = new Promise((r) => (release = r));
+    const fetch = fakeFetch(async () => {
+        await gate;
+        return 202;
+    });
+    const t = setup({ fetch, client: { autoFlush: false, batchMax: 1000 } });
+    recordBig(t, 200); // ~52 KB, all in the first request
+    assert.equal(t.client.flushOnExit(), true); // visibilitychange → hidden
+    assert.equal(fetch.calls[0].body.length, 200);
+    const first = fetch.calls[0].init.body.length;
+    t.client.record({ videoId: 'last', position: 1 }); // the position recorded on pagehide
+    assert.equal(t.client.flushOnExit(), true); // pagehide, the first still in flight
+    const second = fetch.calls[1].init.body.length;
+    assert.ok(first + second <= 60000, `in flight together: ${first} + ${second} bytes`);
+    assert.ok(second > 60000 - first - 300, `and what was left is used: ${second} bytes`);
+    assert.equal(fetch.calls[1].body.at(-1).video_id, 'last', 'the newest position is in it');
+    release();
+    await settle();
+    // once the first is answered the budget is back
+    t.client.record({ videoId: 'later', position: 2 });
+    assert.equal(t.client.flushOnExit(), true);
+    assert.ok(fetch.calls.at(-1).init.body.length <= 60000);
 });
 
 test('onChange reports the queue length and the last error for a status line', async () => {
