@@ -1,0 +1,95 @@
+/*
+ * Turns a batch of winners into Redis calls (see apply.h). Every decision (is the event newer than
+ * what is stored? is the video finished? which old entries fall off the row?) is made inside the
+ * Lua script, atomically per event, so concurrent consumers and redeliveries cannot interleave
+ * badly; this file only builds the arguments and counts the replies.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include "playhead/keys.h"
+#include "playhead/scripts.h"
+#include "apply.h"
+
+void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, ph_apply_done_cb on_done, void *data)
+{
+    memset(apply, 0, sizeof(*apply));
+    apply->redis = redis;
+    apply->on_done = on_done;
+    apply->data = data;
+    snprintf(apply->_ttl_ms, sizeof(apply->_ttl_ms), "%" PRIu64, ttl_ms);
+    snprintf(apply->_row_max, sizeof(apply->_row_max), "%u", row_max);
+}
+
+static void fail(ph_apply_t *apply, const char *why)
+{
+    if (!apply->_failed) {
+        apply->_failed = 1;
+        snprintf(apply->_error, sizeof(apply->_error), "%s", why);
+    }
+}
+
+static void finish(ph_apply_t *apply)
+{
+    apply->on_done(apply, !apply->_failed, apply->_failed ? apply->_error : NULL, apply->data);
+}
+
+static void on_reply(ph_redis_t *r, redisReply *reply, void *privdata)
+{
+    ph_apply_t *apply = privdata;
+    (void)r;
+    if (reply == NULL) {
+        fail(apply, "no reply from Redis (timeout or connection lost)");
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        fail(apply, reply->str);
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+        if (reply->integer != 0)
+            apply->applied++;
+        else
+            apply->stale++;
+    } else {
+        fail(apply, "unexpected reply type from the apply script");
+    }
+    /* a reply delivered while ph_apply_start is still sending is counted, and finished there */
+    if (--apply->_pending == 0 && !apply->_starting)
+        finish(apply);
+}
+
+void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
+{
+    apply->applied = apply->stale = 0;
+    apply->_failed = 0;
+    apply->_error[0] = '\0';
+    apply->_pending = 0;
+    apply->_starting = 1;
+
+    for (size_t i = 0; i < n; ++i) {
+        const ph_event_t *ev = &winners[i];
+        char videos[PH_KEY_MAX], row[PH_KEY_MAX], ts[24], received_at[24], position[32], duration[32] = "0";
+        const char *argv[9] = {videos, row, ev->video_id, ts, received_at, position, duration, apply->_ttl_ms, apply->_row_max};
+        size_t lens[9];
+        lens[0] = ph_key(videos, sizeof(videos), PH_KEY_VIDEOS, ev->user_id, ev->user_id_len);
+        lens[1] = ph_key(row, sizeof(row), PH_KEY_ROW, ev->user_id, ev->user_id_len);
+        lens[2] = ev->video_id_len;
+        lens[3] = (size_t)snprintf(ts, sizeof(ts), "%" PRId64, ev->ts);
+        lens[4] = (size_t)snprintf(received_at, sizeof(received_at), "%" PRId64, ev->received_at);
+        /* shortest text that reads back as the same double: the script compares numbers, and the
+         * stored state must compare equal to the same event applied again */
+        lens[5] = ph_format_double(position, sizeof(position), ev->position);
+        lens[6] = ev->duration > 0 ? ph_format_double(duration, sizeof(duration), ev->duration) : 1;
+        lens[7] = strlen(apply->_ttl_ms);
+        lens[8] = strlen(apply->_row_max);
+
+        apply->_pending++;
+        if (ph_redis_evalsha(apply->redis, on_reply, apply, PH_SCRIPT_APPLY, 2, 9, argv, lens) != 0) {
+            /* not connected: the rest would fail the same way, and the batch is retried whole */
+            apply->_pending--;
+            fail(apply, "Redis is not connected");
+            break;
+        }
+    }
+
+    apply->_starting = 0;
+    if (apply->_pending == 0)
+        finish(apply);
+}

@@ -1,0 +1,43 @@
+/*
+ * Applying a coalesced batch to Redis: one EVALSHA of the apply script (scripts.h) per winner, all
+ * pipelined on the one connection, and a single completion once every reply is in.
+ */
+#ifndef PLAYHEAD_CONSUMER_APPLY_H
+#define PLAYHEAD_CONSUMER_APPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "playhead/event.h"
+#include "playhead/redis_.h"
+
+typedef struct ph_apply_s ph_apply_t;
+
+/* Runs once per ph_apply_start, on the loop thread. `ok` is 1 when every command was answered
+ * without error (the batch is in Redis), else 0 and `error` says why (the first failure seen). */
+typedef void (*ph_apply_done_cb)(ph_apply_t *apply, int ok, const char *error, void *data);
+
+struct ph_apply_s {
+    ph_redis_t *redis; /* borrowed */
+    ph_apply_done_cb on_done;
+    void *data;
+    /* outcome of the last batch, for logs and tests */
+    size_t applied; /* the event became the stored state */
+    size_t stale;   /* Redis already held a newer or equal state */
+    char _ttl_ms[24], _row_max[24];
+    size_t _pending;
+    int _starting;
+    int _failed;
+    char _error[256];
+};
+
+/* `ttl_ms` is set on the user's keys by every write; `row_max` bounds each part of the row. */
+void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, ph_apply_done_cb on_done, void *data);
+
+/* Sends one EVALSHA per event of winners[0..n) (at most one per (user, video), see coalesce.h:
+ * Redis runs them in order, so two events of one key would still converge, but that is wasted work).
+ * `winners` is only read during the call. on_done runs exactly once: later on the loop thread, or
+ * before this returns when nothing could be sent (Redis not connected) or n is 0. Must not be
+ * called again before on_done ran. */
+void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * The Kafka side of the consumer: a group member on the libuv loop that takes batches of position
+ * events, has them coalesced (coalesce.h) and applied to Redis (apply.h), and stores their offsets
+ * only once Redis has applied them (at-least-once). While Redis fails, the batch in hand is retried
+ * with backoff and the assigned partitions are paused, so nothing more is fetched into memory.
+ */
+#ifndef PLAYHEAD_CONSUMER_CONSUME_H
+#define PLAYHEAD_CONSUMER_CONSUME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "playhead/config.h"
+#include "playhead/redis_.h"
+
+typedef struct ph_consumer_s ph_consumer_t;
+
+/* Runs once, on the loop thread, when the consumer has stopped taking batches (after
+ * ph_consumer_stop, or by itself after a fatal Kafka error) and has closed or is closing its uv
+ * handles. The owner then releases what the consumer borrowed (the Redis connection: pending apply
+ * replies are ignored from now on), lets the loop run dry and calls ph_consumer_free. */
+typedef void (*ph_consumer_stopped_cb)(ph_consumer_t *consumer, void *data);
+
+typedef struct ph_consumer_config_s {
+    const char *brokers; /* bootstrap.servers */
+    const char *topic;
+    const char *group;                   /* group.id */
+    const ph_kafka_props_t *kafka_props; /* -X properties, applied over the defaults; may be NULL */
+    size_t batch_max;                    /* messages per batch, >= 1 */
+    ph_redis_t *redis;                   /* borrowed; must stay alive until on_stopped ran */
+    uint64_t ttl_ms;                     /* expiry set on a user's keys by every write */
+    unsigned row_max;                    /* entries kept in each part of a user's row */
+    uint64_t stop_grace_ms;              /* how long a stop waits for the batch in hand */
+    uint64_t close_timeout_ms;           /* how long ph_consumer_free waits to leave the group */
+    int replay;                          /* replay mode (replay.h): no group, stop at the end */
+    int64_t replay_from;                 /* PH_REPLAY_EARLIEST or ms since the epoch */
+    ph_consumer_stopped_cb on_stopped;
+    void *data;
+} ph_consumer_config_t;
+
+/* Creates the Kafka consumer, subscribes (or, replaying, assigns itself the topic's partitions,
+ * asking the brokers with blocking calls: call it before the loop runs) and starts serving it on
+ * `loop`. The config's strings must
+ * outlive the consumer. Returns NULL with errstr on a bad Kafka property or when librdkafka refuses
+ * to start. */
+ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg, char *errstr, size_t errstr_size);
+
+/* In replay mode the consumer stops by itself (on_stopped runs) once it has applied everything up
+ * to the end offsets of the topic at start. */
+
+/* Stops taking batches; the batch in hand is finished (its offsets stored) if that happens within
+ * stop_grace_ms, else dropped (Kafka delivers it again). on_stopped follows. Loop thread only. */
+void ph_consumer_stop(ph_consumer_t *consumer);
+
+/* 1 when the consumer stopped because of a fatal Kafka error (the process should exit non-zero). */
+int ph_consumer_failed(const ph_consumer_t *consumer);
+
+/* Leaves the group, committing the stored offsets, and frees everything. Call it once the loop has
+ * run dry after on_stopped; it blocks for milliseconds, at most close_timeout_ms. Returns 0, or -1
+ * when Kafka did not confirm in time: then librdkafka cannot be torn down in bounded time (it
+ * waits for requests to the lost coordinator), nothing was freed, and the process should exit
+ * at once with _exit. */
+int ph_consumer_free(ph_consumer_t *consumer);
+
+#endif

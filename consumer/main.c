@@ -1,0 +1,227 @@
+/*
+ * playhead-consumer: reads position events from Kafka and applies them to Redis (last writer wins),
+ * committing offsets only for what Redis has applied. This file parses the options and wires the
+ * modules together: the Redis connection (common), the Kafka consumer (consume.c) and signals.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+#include "playhead/config.h"
+#include "playhead/json_.h"
+#include "playhead/log.h"
+#include "playhead/redis_.h"
+#include "playhead/scripts.h"
+#include "consume.h"
+#include "replay.h"
+
+/* how long SIGTERM waits for the batch in hand before giving it up (Kafka then delivers it again) */
+#define STOP_GRACE_MS 10000
+/* then how long leaving the consumer group may take (milliseconds, unless Kafka is unreachable) */
+#define CLOSE_TIMEOUT_MS 3000
+
+typedef struct config_s {
+    const char *brokers;
+    const char *topic;
+    const char *group;
+    const char *redis;
+    long long redis_timeout_ms;
+    long long ttl_seconds;
+    long long row_max;
+    long long batch_max;
+    const char *log_level;
+    const char *replay_from;
+    ph_kafka_props_t kafka;
+} config_t;
+
+static const ph_option_t options[] = {
+    {"brokers", PH_OPT_STR, "127.0.0.1:9092", 0, 0, offsetof(config_t, brokers), "Kafka bootstrap servers"},
+    {"topic", PH_OPT_STR, "playhead.positions", 0, 0, offsetof(config_t, topic), "Kafka topic of position events"},
+    {"group", PH_OPT_STR, "playhead-consumer", 0, 0, offsetof(config_t, group), "Kafka consumer group"},
+    {"redis", PH_OPT_STR, "redis://127.0.0.1:6379", 0, 0, offsetof(config_t, redis),
+     "Redis URL redis://[:password@]host[:port][/db]"},
+    {"redis-timeout-ms", PH_OPT_INT, "5000", 100, 600000, offsetof(config_t, redis_timeout_ms),
+     "a Redis command not answered within this time fails, and its batch is retried"},
+    {"ttl-seconds", PH_OPT_INT, "5184000", 1, 315360000, offsetof(config_t, ttl_seconds),
+     "a user's positions expire this long after their last write (default 60 days)"},
+    {"row-max", PH_OPT_INT, "100", 1, 1000, offsetof(config_t, row_max),
+     "videos kept per user in the continue-watching row (and as many finished ones)"},
+    {"batch-max", PH_OPT_INT, "5000", 1, 100000, offsetof(config_t, batch_max), "messages taken from Kafka per batch"},
+    {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(config_t, log_level), "debug, info, warn or error"},
+    {"replay-from", PH_OPT_STR, "", 0, 0, offsetof(config_t, replay_from),
+     "rebuild Redis: replay the topic from 'earliest' or an RFC 3339 time (2024-05-01T12:00:00Z) up to its end "
+     "at start, then exit; the group's offsets are not touched"},
+    PH_OPTIONS_END,
+};
+
+typedef struct app_s {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    ph_redis_t *redis;
+    ph_consumer_t *consumer;
+    int signals;
+} app_t;
+
+/* Hidden, for tests: --print-script NAME prints the Lua source the consumer loads into Redis. */
+static int print_script(int argc, char **argv)
+{
+    static const char *const names[PH_SCRIPT_COUNT] = {"apply", "row"};
+    const char *name = strncmp(argv[1], "--print-script=", 15) == 0 ? argv[1] + 15 : argc > 2 ? argv[2] : "";
+    for (int i = 0; i < PH_SCRIPT_COUNT; ++i) {
+        if (strcmp(name, names[i]) == 0) {
+            fputs(PH_SCRIPTS[i], stdout);
+            return 0;
+        }
+    }
+    fprintf(stderr, "playhead-consumer: --print-script: unknown script '%s' (apply or row)\n", name);
+    return 2;
+}
+
+static void on_late_signal(int signum)
+{
+    (void)signum;
+    _exit(1);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    app_t *app = handle->data;
+    if (app->signals++ > 0) {
+        ph_log_warn("second signal, exiting at once", "\"signal\":%d", signum);
+        _exit(1);
+    }
+    ph_log_info("signal received", "\"signal\":%d", signum);
+    ph_consumer_stop(app->consumer);
+}
+
+static void on_consumer_stopped(ph_consumer_t *consumer, void *data)
+{
+    app_t *app = data;
+    (void)consumer;
+    /* runs the callbacks of replies still pending with NULL; the consumer ignores them now */
+    ph_redis_free(app->redis);
+    app->redis = NULL;
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    /* leaving the group happens after the loop (ph_consumer_free blocks): a signal then still means
+     * "exit now", as it did while the loop ran */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_late_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static void log_started(const config_t *cfg, int64_t replay_from)
+{
+    ph_buf_t b = {0};
+    ph_buf_lit(&b, "\"brokers\":");
+    ph_buf_json_str(&b, cfg->brokers, strlen(cfg->brokers));
+    ph_buf_lit(&b, ",\"topic\":");
+    ph_buf_json_str(&b, cfg->topic, strlen(cfg->topic));
+    ph_buf_lit(&b, ",\"group\":");
+    ph_buf_json_str(&b, cfg->group, strlen(cfg->group));
+    ph_buf_printf(&b, ",\"batch_max\":%lld,\"row_max\":%lld,\"ttl_seconds\":%lld", cfg->batch_max, cfg->row_max, cfg->ttl_seconds);
+    if (replay_from != PH_REPLAY_OFF) {
+        ph_buf_lit(&b, ",\"replay_from\":");
+        ph_buf_json_str(&b, cfg->replay_from, strlen(cfg->replay_from));
+    }
+    ph_log(PH_LOG_INFO, "consumer started", "%.*s", (int)b.len, b.data);
+    ph_buf_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+    static config_t cfg;
+    static app_t app;
+    char errstr[512];
+    ph_log_level_t level;
+    int code = 2;
+
+    if (argc > 1 && strncmp(argv[1], "--print-script", 14) == 0)
+        return print_script(argc, argv);
+
+    switch (ph_config_parse(options, &cfg, &cfg.kafka, argc, argv, "playhead-consumer",
+                            "Reads position events from Kafka and applies them to Redis (last writer wins).", errstr,
+                            sizeof(errstr))) {
+    case PH_CONFIG_EXIT:
+        code = 0;
+        goto Exit;
+    case PH_CONFIG_ERROR:
+        fprintf(stderr, "playhead-consumer: %s\n", errstr);
+        goto Exit;
+    default:
+        break;
+    }
+    if (ph_log_level_parse(cfg.log_level, &level) != 0) {
+        fprintf(stderr, "playhead-consumer: option log-level: '%s' is not debug, info, warn or error\n", cfg.log_level);
+        goto Exit;
+    }
+    int64_t replay_from;
+    if (ph_replay_parse_from(cfg.replay_from, &replay_from) != 0) {
+        fprintf(stderr, "playhead-consumer: option replay-from: '%s' is not 'earliest' or an RFC 3339 time\n", cfg.replay_from);
+        goto Exit;
+    }
+    if (cfg.brokers[0] == '\0' || cfg.topic[0] == '\0' || cfg.group[0] == '\0') {
+        fprintf(stderr, "playhead-consumer: options brokers, topic and group must not be empty\n");
+        goto Exit;
+    }
+    ph_log_init("consumer", level);
+
+    uv_loop_init(&app.loop);
+    app.redis =
+        ph_redis_new(&app.loop, cfg.redis, (uint64_t)cfg.redis_timeout_ms, PH_SCRIPTS, PH_SCRIPT_COUNT, errstr, sizeof(errstr));
+    if (app.redis == NULL) {
+        fprintf(stderr, "playhead-consumer: %s\n", errstr);
+        goto Exit_loop;
+    }
+    ph_consumer_config_t ccfg = {
+        .brokers = cfg.brokers,
+        .topic = cfg.topic,
+        .group = cfg.group,
+        .kafka_props = &cfg.kafka,
+        .batch_max = (size_t)cfg.batch_max,
+        .redis = app.redis,
+        .ttl_ms = (uint64_t)cfg.ttl_seconds * 1000,
+        .row_max = (unsigned)cfg.row_max,
+        .stop_grace_ms = STOP_GRACE_MS,
+        .close_timeout_ms = CLOSE_TIMEOUT_MS,
+        .replay = replay_from != PH_REPLAY_OFF,
+        .replay_from = replay_from,
+        .on_stopped = on_consumer_stopped,
+        .data = &app,
+    };
+    if ((app.consumer = ph_consumer_new(&app.loop, &ccfg, errstr, sizeof(errstr))) == NULL) {
+        fprintf(stderr, "playhead-consumer: %s\n", errstr);
+        ph_redis_free(app.redis);
+        goto Exit_loop;
+    }
+    uv_signal_init(&app.loop, &app.sigterm);
+    uv_signal_init(&app.loop, &app.sigint);
+    app.sigterm.data = app.sigint.data = &app;
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    log_started(&cfg, replay_from);
+
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    code = ph_consumer_failed(app.consumer) ? 1 : 0;
+    if (ph_consumer_free(app.consumer) != 0) {
+        /* librdkafka is stuck on a lost broker: the kernel reclaims what it holds */
+        ph_log_info("consumer stopped", "\"exit_code\":%d,\"kafka_torn_down\":false", code);
+        _exit(code);
+    }
+    ph_log_info("consumer stopped", "\"exit_code\":%d", code);
+
+Exit_loop:
+    /* handles closed during shut-down finish closing here */
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&app.loop) != 0)
+        ph_log_warn("uv handles left open at exit", NULL);
+Exit:
+    for (size_t i = 0; i < cfg.kafka.count; ++i)
+        free((char *)cfg.kafka.keys[i]);
+    return code;
+}

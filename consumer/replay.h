@@ -1,0 +1,31 @@
+/*
+ * Replay mode (--replay-from): rebuilding Redis from Kafka. Instead of joining the consumer group,
+ * the consumer assigns itself every partition of the topic from a starting point (the earliest
+ * offset, or the first message at or after a time) and stops once it has applied everything up to
+ * the end offsets seen at start. The group's committed offsets are never touched.
+ */
+#ifndef PLAYHEAD_CONSUMER_REPLAY_H
+#define PLAYHEAD_CONSUMER_REPLAY_H
+
+#include <stdint.h>
+#include <librdkafka/rdkafka.h>
+
+#define PH_REPLAY_OFF (-2)      /* not replaying */
+#define PH_REPLAY_EARLIEST (-1) /* from the earliest offset still in the topic */
+
+/* Parses --replay-from: "" (PH_REPLAY_OFF), "earliest" (PH_REPLAY_EARLIEST) or an RFC 3339 time
+ * such as 2024-05-01T12:00:00Z or 2024-05-01T14:00:00.250+02:00 (ms since the epoch, >= 0).
+ * Returns 0 or -1. */
+int ph_replay_parse_from(const char *s, int64_t *from);
+
+/* The replay's plan, queried from the brokers (blocking, up to timeout_ms per request: call it
+ * before the loop runs). *assign gets the partitions to read with their start offsets, *ends the
+ * same partitions with the end offsets to reach; partitions with nothing to replay are left out
+ * of both. Returns 0, or -1 with errstr. */
+int ph_replay_plan(rd_kafka_t *rk, const char *topic, int64_t from, int timeout_ms, rd_kafka_topic_partition_list_t **assign,
+                   rd_kafka_topic_partition_list_t **ends, char *errstr, size_t errstr_size);
+
+/* 1 when the consumer's position has reached the end offset of every partition of `ends`. */
+int ph_replay_done(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *ends);
+
+#endif

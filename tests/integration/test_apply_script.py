@@ -1,0 +1,197 @@
+"""The consumer's Redis apply script (common/src/scripts.c, PH_SCRIPT_APPLY) against a real Redis.
+
+The script must implement the same last-writer-wins order as ph_lww_cmp (common/src/lww.c):
+(ts, received_at, position, duration) compared as numbers, which is Python's tuple order on the
+same values. Applying any set of events, in any order, with any duplicates, must leave the LWW
+maximum of each (user, video). The script text comes from the binary itself
+(`playhead-consumer --print-script apply`), so what is tested is what the consumer loads.
+"""
+
+import random
+import subprocess
+
+import pytest
+
+import harness
+
+TTL_MS = 5184000 * 1000  # the consumer's default ttl-seconds
+
+
+def fmt(v):
+    """ph_format_double: the shortest %.{15,16,17}g text that reads back as exactly v."""
+    for prec in (15, 16, 17):
+        s = "%.*g" % (prec, v)
+        if float(s) == v:
+            return s
+    return s
+
+
+def finished(position, duration):
+    """ph_state_finished."""
+    return duration > 0 and position >= 0.95 * duration
+
+
+def vkey(user):
+    return f"ph:{{{user}}}:v"
+
+
+def rkey(user):
+    return f"ph:{{{user}}}:r"
+
+
+class Event:
+    def __init__(self, user, video, ts, received_at, position, duration=0.0):
+        self.user, self.video = user, video
+        self.ts, self.received_at, self.position, self.duration = ts, received_at, float(position), float(duration)
+
+    def order(self):
+        """The LWW order of ph_lww_cmp."""
+        return (self.ts, self.received_at, self.position, self.duration)
+
+    def state(self):
+        """What the hash must hold: the texts the consumer sends, joined (see keys.h)."""
+        dur = fmt(self.duration) if self.duration > 0 else "0"
+        return f"{self.ts}:{self.received_at}:{fmt(self.position)}:{dur}"
+
+    def score(self):
+        return -(self.ts + 1) if finished(self.position, self.duration) else self.ts
+
+    def __repr__(self):
+        return f"Event({self.user}/{self.video} {self.order()})"
+
+
+@pytest.fixture(scope="module")
+def script_text():
+    binary = harness.BUILD_DIR / "consumer/playhead-consumer"
+    if not binary.exists():
+        pytest.fail(f"{binary} is not built (PH_BUILD_DIR={harness.BUILD_DIR})")
+    r = subprocess.run([str(binary), "--print-script", "apply"], capture_output=True, text=True, timeout=harness.scaled(10))
+    assert r.returncode == 0, r.stderr
+    assert "redis.call" in r.stdout
+    return r.stdout
+
+
+@pytest.fixture
+def apply(redis, script_text):
+    """apply(event, row_max=1000, ttl_ms=TTL_MS) -> the script's return value, called exactly as
+    consumer/apply.c does (KEYS: videos hash, row zset; ARGV: video_id, ts, received_at, position,
+    duration, ttl_ms, row_max)."""
+    sha = redis.script_load(script_text)
+
+    def call(ev, row_max=1000, ttl_ms=TTL_MS):
+        dur = fmt(ev.duration) if ev.duration > 0 else "0"
+        return redis.evalsha(sha, 2, vkey(ev.user), rkey(ev.user), ev.video, str(ev.ts), str(ev.received_at),
+                             fmt(ev.position), dur, str(ttl_ms), str(row_max))
+    return call
+
+
+# Values chosen so that every tie-break is reached and Lua's number handling is exercised: the
+# largest ts, positions that differ only in the last bit, tiny and huge positions, no duration.
+TS = [0, 1, 1700000000000, 1700000000001, 2**53 - 2, 2**53 - 1]
+POSITIONS = [0.0, 0.1 + 0.2, 0.3, 1e-7, 12.5, 95.0, 9999999.999999998, 1e7]
+DURATIONS = [0.0, 100.0, 100.00000000000001, 1e7]
+
+
+def random_event(user, video):
+    return Event(user, video, random.choice(TS), random.choice(TS), random.choice(POSITIONS), random.choice(DURATIONS))
+
+
+def test_lww_converges_for_any_order_and_duplicates(redis, apply):
+    users = [f"u{i}" for i in range(3)] + ["user@example.com"]
+    videos = ["v1", "v10", "movie:42"]
+    for _ in range(25):
+        redis.flushall()
+        events = [random_event(random.choice(users), random.choice(videos)) for _ in range(random.randrange(1, 40))]
+        # duplicates: exact copies, some applied several times
+        stream = [e for e in events for _ in range(random.choice((1, 1, 2, 3)))]
+        random.shuffle(stream)
+        best = {}
+        for ev in stream:
+            key = (ev.user, ev.video)
+            newer = key not in best or ev.order() > best[key].order()
+            # the script's verdict on each step is the comparison of ph_lww_cmp
+            assert apply(ev) == (1 if newer else 0), f"{ev} against stored {best.get(key)}"
+            if newer:
+                best[key] = ev
+        for (user, video), ev in best.items():
+            assert redis.hget(vkey(user), video) == ev.state()
+            assert redis.zscore(rkey(user), video) == float(ev.score())
+        for user in users:
+            assert redis.hlen(vkey(user)) == sum(1 for u, _ in best if u == user)
+
+
+def test_same_set_in_different_orders_gives_the_same_state(redis, apply):
+    events = [random_event("u1", random.choice(["a", "b"])) for _ in range(30)]
+    states = []
+    for _ in range(5):
+        redis.flushall()
+        order = events + random.sample(events, 10)
+        random.shuffle(order)
+        for ev in order:
+            apply(ev)
+        states.append((redis.hgetall(vkey("u1")), redis.zrange(rkey("u1"), 0, -1, withscores=True)))
+    assert all(s == states[0] for s in states)
+
+
+def test_finished_video_leaves_the_positive_part_of_the_row(redis, apply):
+    def row():
+        return redis.zrangebyscore(rkey("u1"), 0, "+inf")
+
+    assert apply(Event("u1", "v1", 1000, 1, 10, 100)) == 1
+    assert apply(Event("u1", "v2", 1001, 1, 10, 0)) == 1  # no duration: never finished
+    assert row() == ["v1", "v2"]
+
+    # exactly 95% counts as finished (position >= 0.95 * duration)
+    assert apply(Event("u1", "v1", 2000, 1, 95, 100)) == 1
+    assert row() == ["v2"]
+    assert redis.zscore(rkey("u1"), "v1") == -2001
+    assert redis.hget(vkey("u1"), "v1") == "2000:1:95:100"
+
+    # an older unfinished event does not bring it back
+    assert apply(Event("u1", "v1", 1500, 1, 20, 100)) == 0
+    assert row() == ["v2"]
+
+    # watching it again (a newer, unfinished position) does
+    assert apply(Event("u1", "v1", 3000, 1, 5, 100)) == 1
+    assert redis.zrevrangebyscore(rkey("u1"), "+inf", 0) == ["v1", "v2"]
+
+    # just below 95% is not finished
+    assert apply(Event("u1", "v3", 4000, 1, 94.99, 100)) == 1
+    assert redis.zscore(rkey("u1"), "v3") == 4000
+
+
+def test_row_trimming_keeps_row_max_of_each_part(redis, apply):
+    row_max = 5
+    for i in range(8):  # unfinished, oldest first
+        assert apply(Event("u1", f"open{i}", 1000 + i, 1, 10, 100), row_max=row_max) == 1
+    for i in range(7):  # finished
+        assert apply(Event("u1", f"done{i}", 2000 + i, 1, 99, 100), row_max=row_max) == 1
+
+    unfinished = redis.zrevrangebyscore(rkey("u1"), "+inf", 0)
+    done = redis.zrangebyscore(rkey("u1"), "-inf", "(0")
+    assert unfinished == [f"open{i}" for i in (7, 6, 5, 4, 3)]  # the newest row_max, newest first
+    assert sorted(done) == sorted(f"done{i}" for i in range(2, 7))  # the oldest finished fell off
+    # trimmed videos leave the hash too, so hash and row stay in step
+    assert sorted(redis.hkeys(vkey("u1"))) == sorted(unfinished + done)
+
+    # an update of a video still in the row trims nothing
+    assert apply(Event("u1", "open3", 5000, 1, 11, 100), row_max=row_max) == 1
+    assert redis.zcount(rkey("u1"), 0, "+inf") == row_max
+    assert redis.hlen(vkey("u1")) == 2 * row_max
+
+
+def test_ttls_are_set_and_refreshed_on_both_keys(redis, apply):
+    assert apply(Event("u1", "v1", 1000, 1, 10, 100), ttl_ms=60000) == 1
+    for key in (vkey("u1"), rkey("u1")):
+        assert 0 < redis.pttl(key) <= 60000
+    assert apply(Event("u1", "v2", 1001, 1, 10, 100)) == 1
+    for key in (vkey("u1"), rkey("u1")):
+        assert 60000 < redis.pttl(key) <= TTL_MS
+    # another user's keys are their own
+    assert redis.pttl(vkey("u2")) == -2
+
+
+def test_malformed_stored_state_is_overwritten(redis, apply):
+    redis.hset(vkey("u1"), "v1", "garbage")
+    assert apply(Event("u1", "v1", 1, 1, 1, 0)) == 1
+    assert redis.hget(vkey("u1"), "v1") == "1:1:1:0"
