@@ -9,9 +9,11 @@
 #include <string.h>
 #include "playhead/keys.h"
 #include "playhead/scripts.h"
+#include "playhead/time_.h"
 #include "apply.h"
 
-void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, ph_apply_done_cb on_done, void *data)
+void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, uint64_t lease_ms,
+                   ph_apply_done_cb on_done, void *data)
 {
     memset(apply, 0, sizeof(*apply));
     apply->redis = redis;
@@ -19,6 +21,8 @@ void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsign
     apply->data = data;
     snprintf(apply->_ttl_ms, sizeof(apply->_ttl_ms), "%" PRIu64, ttl_ms);
     snprintf(apply->_row_max, sizeof(apply->_row_max), "%u", row_max);
+    apply->_lease_ms = lease_ms;
+    snprintf(apply->_lease_text, sizeof(apply->_lease_text), "%" PRIu64, lease_ms);
 }
 
 static void fail(ph_apply_t *apply, const char *why)
@@ -55,9 +59,43 @@ static void on_reply(ph_redis_t *r, redisReply *reply, void *privdata)
         finish(apply);
 }
 
+static void on_heartbeat_reply(ph_redis_t *r, redisReply *reply, void *privdata)
+{
+    ph_apply_t *apply = privdata;
+    (void)r;
+    /* A lease is refreshed by its player too: a lost heartbeat is not worth redelivering the
+     * batch, while a failing one (a key of the wrong type) must not block the positions. */
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
+        apply->heartbeats += reply->integer != 0;
+    else
+        apply->heartbeat_errors++;
+    if (--apply->_pending == 0 && !apply->_starting)
+        finish(apply);
+}
+
+/* A heartbeat for ev when it carries a session and is recent: an event received longer than a
+ * lease ago (a consumer catching up) says nothing about the stream being alive now. */
+static int send_heartbeat(ph_apply_t *apply, const ph_event_t *ev, int64_t now_ms)
+{
+    if (apply->_lease_ms == 0 || ev->session_id_len == 0 || now_ms - ev->received_at >= (int64_t)apply->_lease_ms)
+        return 0;
+    char streams[PH_KEY_MAX], info[PH_KEY_MAX];
+    const char *argv[4] = {streams, info, ev->session_id, apply->_lease_text};
+    size_t lens[4] = {ph_key(streams, sizeof(streams), PH_KEY_STREAMS, ev->user_id, ev->user_id_len),
+                      ph_key(info, sizeof(info), PH_KEY_STREAM_INFO, ev->user_id, ev->user_id_len), ev->session_id_len,
+                      strlen(apply->_lease_text)};
+    apply->_pending++;
+    if (ph_redis_evalsha(apply->redis, on_heartbeat_reply, apply, PH_SCRIPT_HEARTBEAT, 2, 4, argv, lens) != 0) {
+        apply->_pending--;
+        return -1;
+    }
+    return 0;
+}
+
 void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
 {
-    apply->applied = apply->stale = 0;
+    int64_t now_ms = ph_now_ms();
+    apply->applied = apply->stale = apply->heartbeats = apply->heartbeat_errors = 0;
     apply->_failed = 0;
     apply->_error[0] = '\0';
     apply->_pending = 0;
@@ -84,6 +122,10 @@ void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
         if (ph_redis_evalsha(apply->redis, on_reply, apply, PH_SCRIPT_APPLY, 2, 9, argv, lens) != 0) {
             /* not connected: the rest would fail the same way, and the batch is retried whole */
             apply->_pending--;
+            fail(apply, "Redis is not connected");
+            break;
+        }
+        if (send_heartbeat(apply, ev, now_ms) != 0) {
             fail(apply, "Redis is not connected");
             break;
         }

@@ -1,6 +1,8 @@
 /*
- * Applying a coalesced batch to Redis: one EVALSHA of the apply script (scripts.h) per winner, all
- * pipelined on the one connection, and a single completion once every reply is in.
+ * Applying a coalesced batch to Redis: one EVALSHA of the apply script (scripts.h) per winner, plus
+ * one of the heartbeat script for a recent winner that carries a session_id (it extends that
+ * stream's lease, see api/streams.c), all pipelined on the one connection, and a single completion
+ * once every reply is in.
  */
 #ifndef PLAYHEAD_CONSUMER_APPLY_H
 #define PLAYHEAD_CONSUMER_APPLY_H
@@ -21,8 +23,12 @@ struct ph_apply_s {
     ph_apply_done_cb on_done;
     void *data;
     /* outcome of the last batch, for logs and tests */
-    size_t applied; /* the event became the stored state */
-    size_t stale;   /* Redis already held a newer or equal state */
+    size_t applied;          /* the event became the stored state */
+    size_t stale;            /* Redis already held a newer or equal state */
+    size_t heartbeats;       /* leases extended */
+    size_t heartbeat_errors; /* best effort: they do not fail the batch */
+    uint64_t _lease_ms;
+    char _lease_text[24];
     char _ttl_ms[24], _row_max[24];
     size_t _pending;
     int _starting;
@@ -30,8 +36,10 @@ struct ph_apply_s {
     char _error[256];
 };
 
-/* `ttl_ms` is set on the user's keys by every write; `row_max` bounds each part of the row. */
-void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, ph_apply_done_cb on_done, void *data);
+/* `ttl_ms` is set on the user's keys by every write; `row_max` bounds each part of the row.
+ * `lease_ms` is the api's stream-lease-seconds in ms; 0 sends no heartbeats (replays do not). */
+void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, uint64_t lease_ms,
+                   ph_apply_done_cb on_done, void *data);
 
 /* Sends one EVALSHA per event of winners[0..n) (at most one per (user, video), see coalesce.h:
  * Redis runs them in order, so two events of one key would still converge, but that is wasted work).

@@ -127,8 +127,9 @@ static void kafka_error(ph_consumer_t *c, rd_kafka_resp_err_t err, const char *r
     for (size_t i = 0; i < c->nkafka_errs; ++i)
         if (c->kafka_errs[i] == err)
             return;
-    if (c->nkafka_errs < sizeof(c->kafka_errs) / sizeof(c->kafka_errs[0]))
-        c->kafka_errs[c->nkafka_errs++] = err;
+    if (c->nkafka_errs == sizeof(c->kafka_errs) / sizeof(c->kafka_errs[0]))
+        return; /* enough said about this outage */
+    c->kafka_errs[c->nkafka_errs++] = err;
     log_kafka(PH_LOG_WARN, "kafka error", err, reason);
 }
 
@@ -407,9 +408,10 @@ static void on_applied(ph_apply_t *apply, int ok, const char *error, void *data)
     if (ok) {
         store_offsets(c);
         ph_log(PH_LOG_DEBUG, "batch applied",
-               "\"messages\":%zu,\"invalid\":%zu,\"events\":%zu,\"winners\":%zu,\"applied\":%zu,\"stale\":%zu,\"ms\":%" PRIu64,
-               c->nmessages, c->ninvalid, c->nevents, c->nwinners, c->apply.applied, c->apply.stale,
-               uv_now(c->loop) - c->batch_started_ms);
+               "\"messages\":%zu,\"invalid\":%zu,\"events\":%zu,\"winners\":%zu,\"applied\":%zu,\"stale\":%zu,"
+               "\"heartbeats\":%zu,\"heartbeat_errors\":%zu,\"ms\":%" PRIu64,
+               c->nmessages, c->ninvalid, c->nevents, c->nwinners, c->apply.applied, c->apply.stale, c->apply.heartbeats,
+               c->apply.heartbeat_errors, uv_now(c->loop) - c->batch_started_ms);
         if (c->paused) {
             pause_assignment(c, 0);
             c->paused = 0;
@@ -603,7 +605,8 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
         c->rng = 1;
     c->offsets = rd_kafka_topic_partition_list_new(16);
     ph_coalesce_init(&c->table, rng_next(c));
-    ph_apply_init(&c->apply, cfg->redis, cfg->ttl_ms, cfg->row_max, on_applied, c);
+    /* a replay is history: it keeps no stream alive */
+    ph_apply_init(&c->apply, cfg->redis, cfg->ttl_ms, cfg->row_max, cfg->replay ? 0 : cfg->lease_ms, on_applied, c);
 
     if ((conf = make_conf(c, errstr, errstr_size)) == NULL)
         goto Error;

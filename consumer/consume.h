@@ -30,6 +30,7 @@ typedef struct ph_consumer_config_s {
     ph_redis_t *redis;                   /* borrowed; must stay alive until on_stopped ran */
     uint64_t ttl_ms;                     /* expiry set on a user's keys by every write */
     unsigned row_max;                    /* entries kept in each part of a user's row */
+    uint64_t lease_ms;                   /* stream lease extended by an event's session_id; 0: none */
     uint64_t stop_grace_ms;              /* how long a stop waits for the batch in hand */
     uint64_t close_timeout_ms;           /* how long ph_consumer_free waits to leave the group */
     int replay;                          /* replay mode (replay.h): no group, stop at the end */
@@ -38,15 +39,13 @@ typedef struct ph_consumer_config_s {
     void *data;
 } ph_consumer_config_t;
 
-/* Creates the Kafka consumer, subscribes (or, replaying, assigns itself the topic's partitions,
- * asking the brokers with blocking calls: call it before the loop runs) and starts serving it on
- * `loop`. The config's strings must
- * outlive the consumer. Returns NULL with errstr on a bad Kafka property or when librdkafka refuses
- * to start. */
+/* Creates the Kafka consumer, subscribes and starts serving it on `loop`. In replay mode it
+ * instead assigns itself the topic's partitions, asking the brokers with blocking calls (so call it
+ * before the loop runs), and stops by itself (on_stopped runs) once it has applied everything up to
+ * the topic's end offsets at start. The config's strings must outlive the consumer. Returns NULL
+ * with errstr on a bad Kafka property, when librdkafka refuses to start, or when a replay cannot
+ * be planned. */
 ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg, char *errstr, size_t errstr_size);
-
-/* In replay mode the consumer stops by itself (on_stopped runs) once it has applied everything up
- * to the end offsets of the topic at start. */
 
 /* Stops taking batches; the batch in hand is finished (its offsets stored) if that happens within
  * stop_grace_ms, else dropped (Kafka delivers it again). on_stopped follows. Loop thread only. */

@@ -32,6 +32,7 @@ typedef struct config_s {
     long long ttl_seconds;
     long long row_max;
     long long batch_max;
+    long long stream_lease_seconds;
     const char *log_level;
     const char *replay_from;
     ph_kafka_props_t kafka;
@@ -50,6 +51,8 @@ static const ph_option_t options[] = {
     {"row-max", PH_OPT_INT, "100", 1, 1000, offsetof(config_t, row_max),
      "videos kept per user in the continue-watching row (and as many finished ones)"},
     {"batch-max", PH_OPT_INT, "5000", 1, 100000, offsetof(config_t, batch_max), "messages taken from Kafka per batch"},
+    {"stream-lease-seconds", PH_OPT_INT, "90", 0, 86400, offsetof(config_t, stream_lease_seconds),
+     "a position event with a session_id extends that stream's lease to this (the api's stream-lease-seconds); 0: never"},
     {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(config_t, log_level), "debug, info, warn or error"},
     {"replay-from", PH_OPT_STR, "", 0, 0, offsetof(config_t, replay_from),
      "rebuild Redis: replay the topic from 'earliest' or an RFC 3339 time (2024-05-01T12:00:00Z) up to its end "
@@ -187,6 +190,7 @@ int main(int argc, char **argv)
         .redis = app.redis,
         .ttl_ms = (uint64_t)cfg.ttl_seconds * 1000,
         .row_max = (unsigned)cfg.row_max,
+        .lease_ms = (uint64_t)cfg.stream_lease_seconds * 1000,
         .stop_grace_ms = STOP_GRACE_MS,
         .close_timeout_ms = CLOSE_TIMEOUT_MS,
         .replay = replay_from != PH_REPLAY_OFF,
