@@ -37,11 +37,13 @@ class Load:
         self.counts = {"requests": 0, "2xx": 0, "503": 0, "errors": 0, "events_sent": 0, "events_acked": 0}
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        t0 = 1_700_000_000_000
+        # event times in the last two hours, as players send them: the Kafka timestamp is the event
+        # time, and the broker's time-based retention (7 days) must not delete the test's records
+        t0 = int(time.time() * 1000) - 7_200_000
         events = []
         for u in range(USERS):
             for v in range(VIDEOS):
-                tss = random.sample(range(t0, t0 + 10_000_000), events_per_key)  # unique per key
+                tss = random.sample(range(t0, t0 + 7_000_000), events_per_key)  # unique per key
                 for ts in tss:
                     dur = 3600.0
                     pos = round(random.uniform(0, dur), 3)

@@ -16,6 +16,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from harness import scaled, unique_name, wait_until
+# recent event times: the Kafka timestamp is the event time, and retention deletes old segments
+T0 = (int(time.time()) - 86400) * 1000
 
 PARTITIONS = 4
 
@@ -76,7 +78,7 @@ def random_events(users=8, videos=5, per_key=6):
     events, best = [], {}
     for u in range(users):
         for v in range(videos):
-            base = 1_700_000_000_000 + random.randrange(10**9)
+            base = T0 - random.randrange(10**8)
             for ts in random.sample(range(base, base + 1000), per_key):
                 e = event(f"u{u}", f"v{v}", ts, float(random.randrange(0, 24000)) / 4)
                 events.append(e)
@@ -173,7 +175,7 @@ def test_second_signal_exits_at_once_with_1(kafka, topic, redis, redis_server, c
     svc = consumer(redis_timeout_ms=300)
     redis_server.pause()
     try:
-        produce_events(kafka, topic, [event("u", "v", 1_700_000_000_000, 1.0)])
+        produce_events(kafka, topic, [event("u", "v", T0, 1.0)])
         wait_until(lambda: log_count(svc, "redis unavailable, pausing") == 1, scaled(30), "the consumer pausing")
         svc.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: log_count(svc, "consumer stopping") == 1, scaled(10), "the first signal handled")
