@@ -398,6 +398,53 @@ static uint64_t next_backoff(ph_consumer_t *c)
 static void on_stop_timer(uv_timer_t *timer);
 static void on_retry_timer(uv_timer_t *timer);
 
+/* Metrics of an applied batch (relaxed atomics: read by the metrics thread). */
+static void observe_batch(ph_consumer_t *c)
+{
+    const ph_consumer_metrics_t *m = c->cfg.metrics;
+    if (m == NULL)
+        return;
+    ph_counter_add(m->events_applied, c->nevents);
+    ph_counter_add(m->events_coalesced, c->nevents - c->nwinners);
+    ph_counter_add(m->events_invalid, c->ninvalid);
+    ph_counter_add(m->batches, 1);
+    ph_histogram_observe(m->batch_size, (double)c->nmessages);
+    ph_histogram_observe(m->apply_seconds, (double)(uv_now(c->loop) - c->batch_started_ms) / 1e3);
+    int64_t now = ph_now_ms();
+    for (size_t i = 0; i < c->nwinners; ++i)
+        ph_histogram_observe(m->event_age, (double)(now - c->events[i].received_at) / 1e3);
+}
+
+/* Lag per assigned partition: the high watermark librdkafka last saw minus our position. */
+void ph_consumer_publish_lag(ph_consumer_t *c)
+{
+    ph_consumer_lag_t *lag = c->cfg.lag;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (lag == NULL || c->rk == NULL || rd_kafka_assignment(c->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_position(c->rk, parts);
+    pthread_mutex_lock(&lag->mutex);
+    lag->count = 0;
+    for (int i = 0; i < parts->cnt && lag->count < PH_CONSUMER_LAG_MAX; ++i) {
+        int64_t low, high;
+        if (rd_kafka_get_watermark_offsets(c->rk, parts->elems[i].topic, parts->elems[i].partition, &low, &high) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            high < 0)
+            continue;
+        int64_t pos = parts->elems[i].offset >= 0 ? parts->elems[i].offset : low;
+        lag->partition[lag->count] = parts->elems[i].partition;
+        lag->lag[lag->count] = high > pos ? high - pos : 0;
+        lag->count++;
+    }
+    pthread_mutex_unlock(&lag->mutex);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+rd_kafka_t *ph_consumer_kafka(ph_consumer_t *c)
+{
+    return c->rk;
+}
+
 static void on_applied(ph_apply_t *apply, int ok, const char *error, void *data)
 {
     ph_consumer_t *c = data;
@@ -407,6 +454,7 @@ static void on_applied(ph_apply_t *apply, int ok, const char *error, void *data)
 
     if (ok) {
         store_offsets(c);
+        observe_batch(c);
         ph_log(PH_LOG_DEBUG, "batch applied",
                "\"messages\":%zu,\"invalid\":%zu,\"events\":%zu,\"winners\":%zu,\"applied\":%zu,\"stale\":%zu,"
                "\"heartbeats\":%zu,\"heartbeat_errors\":%zu,\"ms\":%" PRIu64,
@@ -433,6 +481,8 @@ static void on_applied(ph_apply_t *apply, int ok, const char *error, void *data)
         return;
     }
 
+    if (c->cfg.metrics != NULL && c->cfg.metrics->redis_failures != NULL)
+        ph_counter_add(c->cfg.metrics->redis_failures, 1);
     if (!c->paused) {
         pause_assignment(c, 1);
         c->paused = 1;

@@ -7,11 +7,14 @@
 #ifndef PLAYHEAD_CONSUMER_CONSUME_H
 #define PLAYHEAD_CONSUMER_CONSUME_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include <librdkafka/rdkafka.h>
 #include "playhead/config.h"
 #include "playhead/redis_.h"
+#include "playhead/metrics.h"
 
 typedef struct ph_consumer_s ph_consumer_t;
 
@@ -20,6 +23,28 @@ typedef struct ph_consumer_s ph_consumer_t;
  * handles. The owner then releases what the consumer borrowed (the Redis connection: pending apply
  * replies are ignored from now on), lets the loop run dry and calls ph_consumer_free. */
 typedef void (*ph_consumer_stopped_cb)(ph_consumer_t *consumer, void *data);
+
+/* Series the consumer updates (any may be NULL); registered by the owner before the loop runs. */
+typedef struct ph_consumer_metrics_s {
+    ph_counter_t *events_applied;    /* valid events in applied batches */
+    ph_counter_t *events_coalesced;  /* of those, dropped by coalescing (not the winner of their key) */
+    ph_counter_t *events_invalid;    /* messages that are not valid events */
+    ph_counter_t *batches;           /* batches applied */
+    ph_counter_t *redis_failures;    /* batch attempts that failed in Redis */
+    ph_histogram_t *batch_size;      /* messages per applied batch */
+    ph_histogram_t *apply_seconds;   /* first attempt to success of a batch */
+    ph_histogram_t *event_age;       /* now - received_at of each applied winner, seconds */
+    ph_gauge_t *redis_up, *kafka_up; /* 1/0, for readiness */
+} ph_consumer_metrics_t;
+
+/* Lag per assigned partition, published by the loop once a second for another thread to read. */
+#define PH_CONSUMER_LAG_MAX 256
+typedef struct ph_consumer_lag_s {
+    pthread_mutex_t mutex;
+    size_t count;
+    int32_t partition[PH_CONSUMER_LAG_MAX];
+    int64_t lag[PH_CONSUMER_LAG_MAX];
+} ph_consumer_lag_t;
 
 typedef struct ph_consumer_config_s {
     const char *brokers; /* bootstrap.servers */
@@ -37,6 +62,8 @@ typedef struct ph_consumer_config_s {
     int64_t replay_from;                 /* PH_REPLAY_EARLIEST or ms since the epoch */
     ph_consumer_stopped_cb on_stopped;
     void *data;
+    const ph_consumer_metrics_t *metrics; /* may be NULL */
+    ph_consumer_lag_t *lag;               /* may be NULL */
 } ph_consumer_config_t;
 
 /* Creates the Kafka consumer, subscribes and starts serving it on `loop`. In replay mode it
@@ -50,6 +77,11 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
 /* Stops taking batches; the batch in hand is finished (its offsets stored) if that happens within
  * stop_grace_ms, else dropped (Kafka delivers it again). on_stopped follows. Loop thread only. */
 void ph_consumer_stop(ph_consumer_t *consumer);
+
+/* Publishes the lag of every assigned partition into cfg.lag. Loop thread only. */
+void ph_consumer_publish_lag(ph_consumer_t *consumer);
+/* The librdkafka handle (thread-safe calls only, e.g. for a readiness probe). */
+rd_kafka_t *ph_consumer_kafka(ph_consumer_t *consumer);
 
 /* 1 when the consumer stopped because of a fatal Kafka error (the process should exit non-zero). */
 int ph_consumer_failed(const ph_consumer_t *consumer);

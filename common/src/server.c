@@ -1,11 +1,13 @@
 /*
  * The HTTP server of ingest and api (see server.h): one thread per loop, each with its own libuv
  * loop, h2o context and SO_REUSEPORT listener, so requests never cross threads or take a lock.
- * Also the router (method + path pattern -> handler, 404/405 with Allow) and the graceful stop:
- * SIGTERM/SIGINT closes the listeners, waits for in-flight requests (ph_loop_t.inflight) and the
- * program's own flush, then for client connections to close, each bounded by shutdown_grace_ms.
+ * Also the router (method + path pattern -> handler, patterns matched by route.c, 404/405 with
+ * Allow) and the graceful stop: SIGTERM/SIGINT closes the listeners, waits for in-flight requests
+ * (ph_loop_t.inflight) and the program's own flush, then for client connections to close, each
+ * bounded by shutdown_grace_ms.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,32 +55,6 @@ static loop_priv_t *priv_of(ph_loop_t *loop)
 }
 
 /* ---------------------------------------------------------------- routing */
-
-/* Matches `path` against `pattern`. Returns 1 and fills params on a match. */
-static int route_match(const char *pattern, const char *path, size_t path_len, ph_params_t *params)
-{
-    const char *p = pattern, *s = path, *end = path + path_len;
-    params->count = 0;
-    while (*p != '\0') {
-        if (p[0] == '*' && p[1] == '\0')
-            return 1;
-        if (*p == ':') {
-            const char *seg = s;
-            while (s < end && *s != '/')
-                ++s;
-            if (s == seg || params->count == PH_ROUTE_PARAMS_MAX)
-                return 0;
-            params->values[params->count++] = h2o_iovec_init(seg, (size_t)(s - seg));
-            while (*p != '\0' && *p != '/')
-                ++p;
-            continue;
-        }
-        if (s == end || *p != *s)
-            return 0;
-        ++p, ++s;
-    }
-    return s == end;
-}
 
 /* 1 when `origin` is in the comma-separated allow-list; *wildcard set when it matched "*". */
 static int cors_allowed(const char *list, h2o_iovec_t origin, int *wildcard)
@@ -166,7 +142,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     int preflight = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"));
 
     for (const ph_route_t *r = routes; r->method != NULL; ++r) {
-        if (!route_match(r->pattern, req->path_normalized.base, req->path_normalized.len, &params))
+        if (!ph_route_match(r->pattern, req->path_normalized.base, req->path_normalized.len, &params))
             continue;
         if (!preflight && h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)))
             return reject_request(req) ? 0 : r->fn(loop, req, &params);
@@ -201,6 +177,44 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         ph_http_send_error(req, 404, "not found");
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------- errors h2o answers itself */
+
+/* h2o answers a few errors before any handler runs (413 for a body over max_body, by Content-Length
+ * or while reading a chunked body; 400 for a broken body encoding; 417) with a text/plain body, on
+ * the host's fallback path. This filter, registered there, gives them the {"error": ...} body that
+ * every other answer of the API has. h2o sends such a body in one piece. */
+static void json_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    if (bufcnt == 0) { /* HEAD */
+        h2o_ostream_send_next(self, req, bufs, bufcnt, state);
+        return;
+    }
+    h2o_iovec_t text = h2o_concat_list(&req->pool, bufs, bufcnt);
+    ph_buf_t b = {0};
+    ph_buf_lit(&b, "{\"error\":");
+    ph_buf_json_str(&b, text.base, text.len);
+    ph_buf_lit(&b, "}");
+    h2o_iovec_t body = h2o_strdup(&req->pool, b.data, b.len);
+    ph_buf_free(&b);
+    req->res.content_length = body.len; /* the headers are not written yet */
+    h2o_ostream_send_next(self, req, &body, 1, state);
+}
+
+static void on_setup_json_errors(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (req->res.status >= 400 && i != -1 &&
+        h2o_memis(req->res.headers.entries[i].value.base, req->res.headers.entries[i].value.len,
+                  H2O_STRLIT("text/plain; charset=utf-8"))) {
+        req->res.headers.entries[i].value = h2o_iovec_init(H2O_STRLIT("application/json"));
+        h2o_ostream_t *ostr = h2o_add_ostream(req, sizeof(*ostr), slot);
+        ostr->do_send = json_error_send;
+        slot = &ostr->next;
+    }
+    h2o_setup_next_ostream(req, slot);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -251,7 +265,7 @@ static void on_log_access(h2o_logger_t *self, h2o_req_t *req)
     size_t i = 0;
     for (; r[i].method != NULL; ++i)
         if (h2o_memis(req->method.base, req->method.len, r[i].method, strlen(r[i].method)) &&
-            route_match(r[i].pattern, req->path_normalized.base, req->path_normalized.len, &params))
+            ph_route_match(r[i].pattern, req->path_normalized.base, req->path_normalized.len, &params))
             break;
     route_metrics_t *rm = &server->_route_metrics[i];
     size_t s = 0;
@@ -440,6 +454,13 @@ static void stop_all(ph_server_t *server)
         uv_async_send(&server->_slots[i].loop.stop_async);
 }
 
+void ph_server_stop(ph_server_t *server)
+{
+    atomic_store(&server->_stop_requested, 1);
+    if (atomic_load(&server->_running))
+        stop_all(server);
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     ph_server_t *server = sig->data;
@@ -519,6 +540,7 @@ int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size)
     server->_h2o.http2.idle_timeout = 10000;
     server->_h2o.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&server->_h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_create_filter(&hostconf->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream = on_setup_json_errors;
     /* h2o takes the first registered path that matches: the static prefix goes before "/" */
     if (server->static_dir != NULL && server->static_dir[0] != '\0')
         h2o_file_register(h2o_config_register_path(hostconf, server->static_prefix, 0), server->static_dir, NULL, NULL, 0);
@@ -546,6 +568,9 @@ int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size)
             abort(); /* the fd was just opened and bound: only a libuv bug gets here */
     }
     ph_log_info("listening", "\"listen\":\"%s\",\"threads\":%u", server->listen, server->threads);
+    atomic_store(&server->_running, 1);
+    if (atomic_load(&server->_stop_requested))
+        stop_all(server);
     /* loop 0 runs on this thread (it owns the signal handlers); the others get their own */
     for (i = 1; i < server->threads; ++i)
         if (pthread_create(&threads[i], NULL, thread_main, &server->_slots[i].loop) != 0)
@@ -553,6 +578,7 @@ int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size)
     run_loop(&server->_slots[0].loop);
     for (i = 1; i < server->threads; ++i)
         pthread_join(threads[i], NULL);
+    atomic_store(&server->_running, 0);
     ret = server->_exit_code;
     for (i = 0; i < server->threads; ++i)
         if (server->_slots[i].priv.forced)

@@ -24,6 +24,10 @@ typedef struct ph_params_s {
     h2o_iovec_t values[PH_ROUTE_PARAMS_MAX];
 } ph_params_t;
 
+/* Matches the request path [path, path+path_len) against `pattern` (see ph_route_t). Returns 1
+ * and fills params (pointing into path) on a match, 0 otherwise. Pure; any thread. */
+int ph_route_match(const char *pattern, const char *path, size_t path_len, ph_params_t *params);
+
 /* A handler either responds before returning or keeps the request for an asynchronous response
  * (see http_.h's ph_req_link_t). Returns 0. */
 typedef int (*ph_handler_fn)(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
@@ -71,6 +75,7 @@ struct ph_server_s {
     h2o_globalconf_t _h2o;
     struct ph_loop_slot_s *_slots;
     int _exit_code;
+    _Atomic int _running, _stop_requested;
     struct ph_route_metrics_s *_route_metrics;
 };
 
@@ -78,6 +83,10 @@ struct ph_server_s {
  * shutdown_grace_ms, on_loop_stop, close), and returns the exit code (0 on a clean stop). A second
  * signal exits at once. errstr explains a failure to start. */
 int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size);
+
+/* Asks a running server (ph_server_run on another thread) to stop gracefully, as SIGTERM does.
+ * Any thread; before the loops run, they stop as soon as they start. */
+void ph_server_stop(ph_server_t *server);
 
 /* GET /metrics handler for route tables: renders server->metrics. */
 int ph_server_handle_metrics(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
