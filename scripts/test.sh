@@ -33,6 +33,8 @@ if scripts/setup.sh --asan; then
     suite unit-asan ctest --test-dir build-asan --output-on-failure --output-junit "$results/unit-asan.xml"
     suite integration env PH_BUILD_DIR=build-asan PH_TIMEOUT_MULT="${PH_TIMEOUT_MULT:-3}" \
         "$py" -m pytest -v --junitxml="$results/integration.xml" tests/integration "$@"
+    # libFuzzer targets (tests/fuzz) under ASan+UBSan, 30 s each; longer runs: scripts/fuzz.sh SECONDS
+    suite fuzz env PH_FUZZ_JUNIT="$results/fuzz.xml" scripts/fuzz.sh 30
 else
     echo "test.sh: setup/build failed" >&2
     echo 1 >"$results/build.rc"
@@ -43,7 +45,7 @@ fi
 "$py" - "$results" <<'PY'
 import pathlib, sys, xml.etree.ElementTree as ET
 passed = failed = 0
-for name in ("build", "unit", "unit-asan", "integration"):
+for name in ("build", "unit", "unit-asan", "integration", "fuzz"):
     xml, rc = pathlib.Path(sys.argv[1], name + ".xml"), pathlib.Path(sys.argv[1], name + ".rc")
     if not (xml.exists() or rc.exists()):
         continue

@@ -80,8 +80,7 @@ void ph_http_send_empty(h2o_req_t *req, int status)
     h2o_send_inline(req, "", 0);
 }
 
-/* Finds `name` in a "k=v<sep>k=v" list, trimming spaces around items. */
-static int find_pair(const char *s, size_t len, char sep, const char *name, h2o_iovec_t *value)
+int ph_http_find_pair(const char *s, size_t len, char sep, const char *name, h2o_iovec_t *value)
 {
     size_t name_len = strlen(name), i = 0;
     while (i < len) {
@@ -113,7 +112,7 @@ int ph_http_cookie(h2o_req_t *req, const char *name, h2o_iovec_t *value)
     ssize_t cursor = -1;
     while ((cursor = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, cursor)) != -1) {
         const h2o_iovec_t *v = &req->headers.entries[cursor].value;
-        if (find_pair(v->base, v->len, ';', name, value))
+        if (ph_http_find_pair(v->base, v->len, ';', name, value))
             return 1;
     }
     return 0;
@@ -125,7 +124,7 @@ int ph_http_query(h2o_req_t *req, const char *name, h2o_iovec_t *value)
         return 0;
     const char *q = req->path.base + req->query_at + 1;
     size_t len = req->path.len - req->query_at - 1;
-    return find_pair(q, len, '&', name, value);
+    return ph_http_find_pair(q, len, '&', name, value);
 }
 
 struct ph_req_guard_s {

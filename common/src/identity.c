@@ -48,6 +48,10 @@ int ph_auth_init(ph_auth_t *auth, const char *mode, const char *secret_file, cha
         char line[sizeof(auth->secret) + 2];
         size_t n = fgets(line, sizeof(line), f) ? strcspn(line, "\r\n") : 0;
         fclose(f);
+        if (n > sizeof(auth->secret)) {
+            snprintf(errstr, errstr_size, "option jwt-secret-file: %s: longer than %zu bytes", secret_file, sizeof(auth->secret));
+            return -1;
+        }
         memcpy(auth->secret, line, n);
         auth->secret_len = n;
     }
@@ -74,12 +78,33 @@ static int scope_has_admin(const char *scope)
     return 0;
 }
 
+/* 1 when [s, s+len) has the compact form: three non-empty base64url parts joined by dots. libjwt
+ * reads the token as a C string and decodes base64 leniently, so anything else (a NUL would hide
+ * the bytes after it from the signature check) is refused before it. */
+static int token_well_formed(const char *s, size_t len)
+{
+    size_t dots = 0, part = 0;
+    for (size_t i = 0; i < len; ++i) {
+        char c = s[i];
+        if (c == '.') {
+            if (part == 0 || ++dots > 2)
+                return 0;
+            part = 0;
+        } else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+            ++part;
+        } else {
+            return 0;
+        }
+    }
+    return dots == 2 && part != 0;
+}
+
 int ph_auth_verify(const ph_auth_t *auth, const char *token, size_t token_len, int64_t now_s, char *sub, size_t sub_cap, int *admin)
 {
     char buf[PH_TOKEN_MAX + 1];
     jwt_t *jwt = NULL;
     int ret = -1;
-    if (token_len == 0 || token_len > PH_TOKEN_MAX)
+    if (token_len == 0 || token_len > PH_TOKEN_MAX || !token_well_formed(token, token_len))
         return -1;
     memcpy(buf, token, token_len);
     buf[token_len] = '\0';
@@ -89,7 +114,7 @@ int ph_auth_verify(const ph_auth_t *auth, const char *token, size_t token_len, i
         goto Exit;
     errno = 0;
     long exp = jwt_get_grant_int(jwt, "exp");
-    if (errno != 0 || exp + auth->leeway_s < now_s)
+    if (errno != 0 || exp < now_s - auth->leeway_s) /* not exp + leeway: exp is the token's, it may be LONG_MAX */
         goto Exit;
     const char *s = jwt_get_grant(jwt, "sub");
     if (s == NULL || !ph_id_valid(s, strlen(s)) || strlen(s) >= sub_cap)

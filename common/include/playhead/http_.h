@@ -21,6 +21,10 @@ void ph_http_send_empty(h2o_req_t *req, int status);
 /* Reason phrase of a status code. */
 const char *ph_http_reason(int status);
 
+/* Finds `name` in the list [s, s+len) of "k=v" items separated by `sep`, trimming spaces before an
+ * item and after its value; an item without '=' is skipped. Returns 1 and sets *value (pointing
+ * into s, not decoded) for the first match, or 0. Pure; any thread. */
+int ph_http_find_pair(const char *s, size_t len, char sep, const char *name, h2o_iovec_t *value);
 /* Finds cookie `name` in the Cookie headers. Returns 1 and sets *value, or 0. */
 int ph_http_cookie(h2o_req_t *req, const char *name, h2o_iovec_t *value);
 /* Finds query parameter `name` (not percent-decoded). Returns 1 and sets *value, or 0. */
