@@ -13,6 +13,12 @@
  * done; the bridge then has to be kicked, as no new wake-up comes for events already queued.
  * Offsets are stored (enable.auto.offset.store=false) only after Redis applied the whole batch, and
  * librdkafka's auto-commit commits only stored offsets: a crash at any point redelivers, never skips.
+ *
+ * A message that is not a valid event is copied to the dead-letter topic (--dlq-topic) by a producer
+ * of our own, whose delivery reports are served on the loop too. The batch holding it completes only
+ * when Redis applied the batch and Kafka acknowledged every copy (the two may finish in any order).
+ * A copy Kafka refused is kept and produced again after a backoff, as a Redis failure is: the batch
+ * goes to BACKOFF, and the retry sends the copies still owed, then applies the batch again.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -38,6 +44,17 @@
 
 typedef enum { ST_IDLE, ST_APPLYING, ST_BACKOFF, ST_STOPPED } batch_state_t;
 
+/* A dead-letter copy of an invalid message, owned by the consumer until Kafka acknowledged it. */
+typedef struct dlq_msg_s {
+    struct dlq_msg_s *_prev, *_next;
+    int _in_flight;            /* produced, delivery report pending; else owed, produced on the next retry */
+    const char *error, *field; /* static strings (ph_event_error_t) */
+    int32_t partition;
+    int64_t offset, timestamp; /* timestamp: the original's, 0 when it had none */
+    char *topic, *key, *value; /* key/value NULL when the original had none */
+    size_t key_len, value_len;
+} dlq_msg_t;
+
 struct ph_consumer_s {
     uv_loop_t *loop;
     ph_consumer_config_t cfg;
@@ -50,18 +67,30 @@ struct ph_consumer_s {
     ph_apply_t apply;
     ph_coalesce_table_t table;
 
+    /* the dead-letter producer (NULL when disabled) and the copies it owes, all of the batch in hand
+     * (a stop may leave some behind for ph_consumer_free) */
+    rd_kafka_t *dlq_rk;
+    rd_kafka_queue_t *dlq_queue;
+    ph_kafka_bridge_t dlq_bridge;
+    dlq_msg_t dlq_msgs;   /* list head */
+    size_t dlq_owed;      /* copies in the list */
+    size_t dlq_in_flight; /* of those, produced and awaiting their delivery report; the rest were refused */
+    int dlq_failing;      /* since the last delivery error, until a copy is delivered: log once */
+
     /* the batch in hand */
     batch_state_t state;
     ph_event_t *events;                       /* batch_max slots, reused by every batch */
     size_t nmessages, nevents, nwinners;      /* polled, decoded, left after coalescing */
-    size_t ninvalid;                          /* skipped: not a valid event */
+    size_t ninvalid;                          /* not a valid event: skipped or dead-lettered */
+    int applied;                              /* Redis applied the batch; dead-letter copies may be owed */
     rd_kafka_topic_partition_list_t *offsets; /* next offset to store per partition */
     uint64_t batch_started_ms;
 
     rd_kafka_topic_partition_list_t *replay_ends; /* replay mode: the offsets to reach */
     uint64_t replay_messages;
 
-    int paused;          /* partitions paused because Redis fails */
+    int paused;          /* partitions paused because Redis (or the dead-letter topic) fails */
+    int paused_for_dlq;  /* the latter, for the log line on resume */
     uint64_t backoff_ms; /* last backoff base, 0 after a success */
     uint64_t rng;
 
@@ -83,6 +112,7 @@ struct ph_consumer_s {
 
 static void start_apply(ph_consumer_t *c);
 static void begin_stop(ph_consumer_t *c);
+static void batch_progress(ph_consumer_t *c);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -270,13 +300,144 @@ static void log_poison(ph_consumer_t *c, const rd_kafka_message_t *m, const ph_e
     ph_buf_lit(&b, ",\"error\":");
     ph_buf_json_str(&b, err->message, strlen(err->message));
     ph_buf_printf(&b, ",\"suppressed\":%" PRIu64, c->poison_suppressed);
-    log_buf(PH_LOG_WARN, "skipping invalid message", &b);
+    log_buf(PH_LOG_WARN, c->dlq_rk != NULL ? "invalid message, sending it to the dead-letter topic" : "skipping invalid message",
+            &b);
     c->poison_logged_ms = now ? now : 1;
     c->poison_suppressed = 0;
 }
 
-/* Decodes m into events[slot]. Returns 1 when it is an event, 0 when it is skipped as invalid.
- * Either way its offset now counts as part of the batch. */
+/* ---------------------------------------------------------------- the dead-letter topic */
+
+/* One line per outage of the dead-letter topic, not one per copy and retry. */
+static void dlq_failed(ph_consumer_t *c, rd_kafka_resp_err_t err, const char *reason)
+{
+    if (c->dlq_failing)
+        return;
+    c->dlq_failing = 1;
+    ph_buf_t b = {0};
+    ph_buf_lit(&b, "\"topic\":");
+    ph_buf_json_str(&b, c->cfg.dlq_topic, strlen(c->cfg.dlq_topic));
+    ph_buf_printf(&b, ",\"code\":\"%s\",\"error\":", rd_kafka_err2name(err));
+    ph_buf_json_str(&b, reason, strlen(reason));
+    log_buf(PH_LOG_WARN, "dead-letter produce failed, retrying with backoff", &b);
+}
+
+/* Produces the copy d (again). When librdkafka refuses it at once, d stays owed, not in flight. */
+static void dlq_produce(ph_consumer_t *c, dlq_msg_t *d)
+{
+    char partition[16], offset[24];
+    snprintf(partition, sizeof(partition), "%" PRId32, d->partition);
+    snprintf(offset, sizeof(offset), "%" PRId64, d->offset);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+    /* as ingest words it to clients: "position must be a number" */
+    char error[256];
+    snprintf(error, sizeof(error), "%s%s%s", d->field, d->field[0] != '\0' ? " " : "", d->error);
+    rd_kafka_header_add(h, "playhead-error", -1, error, -1);
+    rd_kafka_header_add(h, "playhead-error-field", -1, d->field, -1);
+    rd_kafka_header_add(h, "playhead-source-topic", -1, d->topic, -1);
+    rd_kafka_header_add(h, "playhead-source-partition", -1, partition, -1);
+    rd_kafka_header_add(h, "playhead-source-offset", -1, offset, -1);
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(c->dlq_rk, RD_KAFKA_V_TOPIC(c->cfg.dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(d->key, d->key_len), RD_KAFKA_V_VALUE(d->value, d->value_len),
+                          RD_KAFKA_V_TIMESTAMP(d->timestamp), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_headers_destroy(h); /* owned by the message only on success */
+        dlq_failed(c, err, rd_kafka_err2str(err));
+        return;
+    }
+    d->_in_flight = 1;
+    c->dlq_in_flight++;
+}
+
+/* Keeps a copy of the invalid message m (key, value, timestamp, where it came from, why it is
+ * invalid) and produces it. */
+static void dlq_add(ph_consumer_t *c, const rd_kafka_message_t *m, const ph_event_error_t *err)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    size_t topic_len = strlen(topic);
+    size_t key_len = m->key != NULL ? m->key_len : 0, value_len = m->payload != NULL ? m->len : 0;
+    /* the struct and its three strings in one block, freed with it */
+    dlq_msg_t *d = malloc(sizeof(*d) + topic_len + 1 + key_len + value_len);
+    if (d == NULL)
+        abort(); /* the copy cannot be owed without it, nor the message skipped */
+    char *p = (char *)(d + 1);
+    d->topic = memcpy(p, topic, topic_len + 1);
+    p += topic_len + 1;
+    d->key = m->key != NULL ? memcpy(p, m->key, key_len) : NULL;
+    d->key_len = key_len;
+    p += key_len;
+    d->value = m->payload != NULL ? memcpy(p, m->payload, value_len) : NULL;
+    d->value_len = value_len;
+    d->error = err->message;
+    d->field = err->field;
+    d->partition = m->partition;
+    d->offset = m->offset;
+    d->timestamp = rd_kafka_message_timestamp(m, NULL);
+    if (d->timestamp < 0)
+        d->timestamp = 0; /* none: the producer stamps it */
+    d->_in_flight = 0;
+    d->_next = &c->dlq_msgs;
+    d->_prev = c->dlq_msgs._prev;
+    d->_prev->_next = d->_next->_prev = d;
+    c->dlq_owed++;
+    dlq_produce(c, d);
+}
+
+static void dlq_free(ph_consumer_t *c, dlq_msg_t *d)
+{
+    d->_prev->_next = d->_next;
+    d->_next->_prev = d->_prev;
+    c->dlq_owed--;
+    free(d);
+}
+
+/* BACKOFF retry: produces again every copy Kafka refused. */
+static void dlq_resend(ph_consumer_t *c)
+{
+    for (dlq_msg_t *d = c->dlq_msgs._next; d != &c->dlq_msgs; d = d->_next)
+        if (!d->_in_flight)
+            dlq_produce(c, d);
+}
+
+/* Delivery report of a copy, served on the loop by rd_kafka_poll (or by the flush in
+ * ph_consumer_free, once stopped). */
+static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    ph_consumer_t *c = opaque;
+    dlq_msg_t *d = m->_private;
+    (void)rk;
+    d->_in_flight = 0;
+    c->dlq_in_flight--;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (c->dlq_failing) {
+            c->dlq_failing = 0;
+            ph_log_info("dead-letter topic acknowledging again", NULL);
+        }
+        if (c->cfg.metrics != NULL && c->cfg.metrics->dlq != NULL)
+            ph_counter_add(c->cfg.metrics->dlq, 1);
+        dlq_free(c, d);
+    } else {
+        /* kept: it is produced again when the batch is retried */
+        dlq_failed(c, m->err, rd_kafka_err2str(m->err));
+    }
+    if (c->state == ST_APPLYING)
+        batch_progress(c);
+}
+
+static int on_dlq_ready(ph_kafka_bridge_t *bridge)
+{
+    ph_consumer_t *c = bridge->data;
+    /* serves every delivery report queued (and producer errors): nothing is left behind */
+    rd_kafka_poll(c->dlq_rk, 0);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the batch (continued) */
+
+/* Decodes m into events[slot]. Returns 1 when it is an event, 0 when it is invalid (then it is
+ * dead-lettered, or skipped when there is no dead-letter topic). Either way its offset now counts
+ * as part of the batch. */
 static int decode_message(ph_consumer_t *c, const rd_kafka_message_t *m, size_t slot)
 {
     ph_event_error_t err;
@@ -285,6 +446,8 @@ static int decode_message(ph_consumer_t *c, const rd_kafka_message_t *m, size_t 
     if (ph_event_from_kafka(&c->events[slot], m->payload != NULL ? m->payload : "", m->payload != NULL ? m->len : 0, &err) != 0) {
         c->ninvalid++;
         log_poison(c, m, &err);
+        if (c->dlq_rk != NULL)
+            dlq_add(c, m, &err);
         return 0;
     }
     return 1;
@@ -293,6 +456,7 @@ static int decode_message(ph_consumer_t *c, const rd_kafka_message_t *m, size_t 
 static void reset_batch(ph_consumer_t *c)
 {
     c->nmessages = c->nevents = c->nwinners = c->ninvalid = 0;
+    c->applied = 0;
     if (c->offsets->cnt > 0) {
         rd_kafka_topic_partition_list_destroy(c->offsets);
         c->offsets = rd_kafka_topic_partition_list_new(16);
@@ -445,6 +609,74 @@ rd_kafka_t *ph_consumer_kafka(ph_consumer_t *c)
     return c->rk;
 }
 
+/* The batch is done: Redis applied it and Kafka acknowledged its dead-letter copies. */
+static void complete_batch(ph_consumer_t *c)
+{
+    store_offsets(c);
+    observe_batch(c);
+    ph_log(PH_LOG_DEBUG, "batch applied",
+           "\"messages\":%zu,\"invalid\":%zu,\"events\":%zu,\"winners\":%zu,\"applied\":%zu,\"stale\":%zu,"
+           "\"heartbeats\":%zu,\"heartbeat_errors\":%zu,\"ms\":%" PRIu64,
+           c->nmessages, c->ninvalid, c->nevents, c->nwinners, c->apply.applied, c->apply.stale, c->apply.heartbeats,
+           c->apply.heartbeat_errors, uv_now(c->loop) - c->batch_started_ms);
+    if (c->paused) {
+        pause_assignment(c, 0);
+        c->paused = 0;
+        if (c->paused_for_dlq)
+            ph_log_info("dead-letter topic back, resuming", NULL);
+        else
+            ph_log_info("redis back, resuming", NULL);
+    }
+    c->backoff_ms = 0;
+    c->replay_messages += c->nmessages;
+    reset_batch(c);
+    c->state = ST_IDLE;
+    if (c->cfg.replay && !c->stopping && ph_replay_done(c->rk, c->replay_ends)) {
+        ph_log_info("replay finished", "\"messages\":%" PRIu64, c->replay_messages);
+        begin_stop(c);
+        return;
+    }
+    if (c->stopping)
+        uv_timer_start(&c->stop_timer, on_stop_timer, 0, 0);
+    else
+        wake(c);
+}
+
+/* APPLYING or BACKOFF -> BACKOFF: pauses the partitions and retries the batch after a backoff.
+ * `error` says why, for the log line of the first failure. */
+static void back_off(ph_consumer_t *c, int dlq, const char *error)
+{
+    if (!c->paused) {
+        pause_assignment(c, 1);
+        c->paused = 1;
+        c->paused_for_dlq = dlq;
+        ph_buf_t b = {0};
+        ph_buf_lit(&b, "\"error\":");
+        ph_buf_json_str(&b, error, strlen(error));
+        ph_buf_printf(&b, ",\"winners\":%zu", c->nwinners);
+        if (dlq)
+            ph_buf_printf(&b, ",\"dlq_owed\":%zu", c->dlq_owed);
+        log_buf(PH_LOG_WARN, dlq ? "dead-letter topic unavailable, pausing" : "redis unavailable, pausing", &b);
+    }
+    c->state = ST_BACKOFF;
+    uv_timer_start(&c->retry_timer, on_retry_timer, next_backoff(c), 0);
+    wake(c); /* serve rebalances and errors while waiting */
+}
+
+/* APPLYING: Redis or a dead-letter delivery report has answered. The batch completes once Redis
+ * applied it and no copy is owed; a copy that Kafka refused makes it back off (the retry produces
+ * the copy again, and applies the batch again, which LWW makes harmless). */
+static void batch_progress(ph_consumer_t *c)
+{
+    if (!c->applied)
+        return; /* Redis answers later, and calls again */
+    if (c->dlq_owed > c->dlq_in_flight)
+        back_off(c, 1, "the dead-letter topic refused a message");
+    else if (c->dlq_owed == 0)
+        complete_batch(c);
+    /* else: copies in flight, their delivery reports call again */
+}
+
 static void on_applied(ph_apply_t *apply, int ok, const char *error, void *data)
 {
     ph_consumer_t *c = data;
@@ -453,53 +685,19 @@ static void on_applied(ph_apply_t *apply, int ok, const char *error, void *data)
         return; /* stopped meanwhile: the batch was given up and will be delivered again */
 
     if (ok) {
-        store_offsets(c);
-        observe_batch(c);
-        ph_log(PH_LOG_DEBUG, "batch applied",
-               "\"messages\":%zu,\"invalid\":%zu,\"events\":%zu,\"winners\":%zu,\"applied\":%zu,\"stale\":%zu,"
-               "\"heartbeats\":%zu,\"heartbeat_errors\":%zu,\"ms\":%" PRIu64,
-               c->nmessages, c->ninvalid, c->nevents, c->nwinners, c->apply.applied, c->apply.stale, c->apply.heartbeats,
-               c->apply.heartbeat_errors, uv_now(c->loop) - c->batch_started_ms);
-        if (c->paused) {
-            pause_assignment(c, 0);
-            c->paused = 0;
-            ph_log_info("redis back, resuming", NULL);
-        }
-        c->backoff_ms = 0;
-        c->replay_messages += c->nmessages;
-        reset_batch(c);
-        c->state = ST_IDLE;
-        if (c->cfg.replay && !c->stopping && ph_replay_done(c->rk, c->replay_ends)) {
-            ph_log_info("replay finished", "\"messages\":%" PRIu64, c->replay_messages);
-            begin_stop(c);
-            return;
-        }
-        if (c->stopping)
-            uv_timer_start(&c->stop_timer, on_stop_timer, 0, 0);
-        else
-            wake(c);
+        c->applied = 1;
+        batch_progress(c);
         return;
     }
-
     if (c->cfg.metrics != NULL && c->cfg.metrics->redis_failures != NULL)
         ph_counter_add(c->cfg.metrics->redis_failures, 1);
-    if (!c->paused) {
-        pause_assignment(c, 1);
-        c->paused = 1;
-        ph_buf_t b = {0};
-        ph_buf_lit(&b, "\"error\":");
-        ph_buf_json_str(&b, error, strlen(error));
-        ph_buf_printf(&b, ",\"winners\":%zu", c->nwinners);
-        log_buf(PH_LOG_WARN, "redis unavailable, pausing", &b);
-    }
-    c->state = ST_BACKOFF;
-    uv_timer_start(&c->retry_timer, on_retry_timer, next_backoff(c), 0);
-    wake(c); /* serve rebalances and errors while waiting */
+    back_off(c, 0, error);
 }
 
 static void start_apply(ph_consumer_t *c)
 {
     c->state = ST_APPLYING;
+    c->applied = 0;
     /* may call on_applied before returning (nothing sent, or nothing to send) */
     ph_apply_start(&c->apply, c->events, c->nwinners);
 }
@@ -512,6 +710,7 @@ static void on_retry_timer(uv_timer_t *timer)
     /* poll even if nothing was signalled: a member that does not poll within max.poll.interval.ms
      * is dropped from the group, and Redis may be down for longer than that */
     serve_events(c);
+    dlq_resend(c);
     start_apply(c);
 }
 
@@ -535,6 +734,8 @@ static void finish_stop(ph_consumer_t *c)
     uv_close((uv_handle_t *)&c->stop_timer, NULL);
     uv_close((uv_handle_t *)&c->keepalive_timer, NULL);
     ph_kafka_bridge_close(&c->bridge, NULL);
+    if (c->dlq_rk != NULL)
+        ph_kafka_bridge_close(&c->dlq_bridge, NULL); /* reports still due are served by ph_consumer_free */
     c->cfg.on_stopped(c, c->cfg.data);
 }
 
@@ -550,7 +751,7 @@ static void on_stop_timer(uv_timer_t *timer)
             return;
         }
         ph_log_warn("stop deadline reached with a batch not applied; Kafka will deliver it again",
-                    "\"messages\":%zu,\"winners\":%zu", c->nmessages, c->nwinners);
+                    "\"messages\":%zu,\"winners\":%zu,\"dlq_owed\":%zu", c->nmessages, c->nwinners, c->dlq_owed);
     }
     finish_stop(c);
 }
@@ -636,8 +837,52 @@ Error:
     return NULL;
 }
 
+/* The dead-letter producer: the -X properties apply to it too, except those a producer rejects. */
+static rd_kafka_conf_t *make_dlq_conf(ph_consumer_t *c, char *errstr, size_t errstr_size)
+{
+    const ph_kafka_props_t *props = c->cfg.kafka_props;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", c->cfg.brokers, errstr, errstr_size) != 0 ||
+        conf_set(conf, "client.id", "playhead-consumer-dlq", errstr, errstr_size) != 0 ||
+        /* while a copy is in flight the consumer does not poll: it must fail well within
+         * max.poll.interval.ms (5 min) to be retried from BACKOFF, which polls */
+        conf_set(conf, "message.timeout.ms", "30000", errstr, errstr_size) != 0)
+        goto Error;
+    for (size_t i = 0; props != NULL && i < props->count; ++i) {
+        char err[512];
+        if (rd_kafka_conf_set(conf, props->keys[i], props->values[i], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            ph_buf_t b = {0};
+            ph_buf_lit(&b, "\"property\":");
+            ph_buf_json_str(&b, props->keys[i], strlen(props->keys[i]));
+            ph_buf_lit(&b, ",\"error\":");
+            ph_buf_json_str(&b, err, strlen(err));
+            log_buf(PH_LOG_DEBUG, "Kafka property not applied to the dead-letter producer", &b);
+        }
+    }
+    /* what skipping a message's offset rests on: its copy is acknowledged by all in-sync replicas,
+     * and produced once even when librdkafka retries */
+    if (conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+        conf_set(conf, "acks", "all", errstr, errstr_size) != 0)
+        goto Error;
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    return conf;
+
+Error:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static void free_on_closed(ph_kafka_bridge_t *bridge)
+{
+    free(bridge->data);
+}
+
 ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg, char *errstr, size_t errstr_size)
 {
+    int free_later = 0;
     ph_consumer_t *c = calloc(1, sizeof(*c));
     rd_kafka_topic_partition_list_t *topics = NULL;
     rd_kafka_conf_t *conf = NULL;
@@ -654,6 +899,7 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
     if (c->rng == 0)
         c->rng = 1;
     c->offsets = rd_kafka_topic_partition_list_new(16);
+    c->dlq_msgs._prev = c->dlq_msgs._next = &c->dlq_msgs;
     ph_coalesce_init(&c->table, rng_next(c));
     /* a replay is history: it keeps no stream alive */
     ph_apply_init(&c->apply, cfg->redis, cfg->ttl_ms, cfg->row_max, cfg->replay ? 0 : cfg->lease_ms, on_applied, c);
@@ -686,9 +932,27 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
             goto Error;
         }
     }
+    /* a replay is history: its invalid messages were dead-lettered when they were first consumed */
+    if (!cfg->replay && cfg->dlq_topic != NULL && cfg->dlq_topic[0] != '\0') {
+        if ((conf = make_dlq_conf(c, errstr, errstr_size)) == NULL)
+            goto Error;
+        if ((c->dlq_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))) == NULL) {
+            snprintf(errstr, errstr_size, "cannot create the dead-letter producer: %s", err);
+            goto Error;
+        }
+        conf = NULL;
+        c->dlq_queue = rd_kafka_queue_get_main(c->dlq_rk);
+    }
     c->queue = rd_kafka_queue_get_consumer(c->rk);
     if (ph_kafka_bridge_init(&c->bridge, loop, c->queue, on_ready, c) != 0) {
         snprintf(errstr, errstr_size, "cannot watch the Kafka queue on the loop");
+        goto Error;
+    }
+    if (c->dlq_rk != NULL && ph_kafka_bridge_init(&c->dlq_bridge, loop, c->dlq_queue, on_dlq_ready, c) != 0) {
+        snprintf(errstr, errstr_size, "cannot watch the dead-letter producer's queue on the loop");
+        /* the first bridge's handles live in c until they are closed: c goes with them */
+        ph_kafka_bridge_close(&c->bridge, free_on_closed);
+        free_later = 1;
         goto Error;
     }
     uv_timer_init(loop, &c->retry_timer);
@@ -713,19 +977,48 @@ Error:
             rd_kafka_queue_destroy(c->queue);
         if (c->rk != NULL)
             rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        if (c->dlq_queue != NULL)
+            rd_kafka_queue_destroy(c->dlq_queue);
+        if (c->dlq_rk != NULL)
+            rd_kafka_destroy(c->dlq_rk);
         if (c->offsets != NULL)
             rd_kafka_topic_partition_list_destroy(c->offsets);
         if (c->replay_ends != NULL)
             rd_kafka_topic_partition_list_destroy(c->replay_ends);
         ph_coalesce_dispose(&c->table);
         free(c->events);
-        free(c);
+        if (!free_later)
+            free(c);
     }
     return NULL;
 }
 
+/* Serves the delivery reports still due, for at most timeout_ms, then drops what is left and
+ * destroys the producer. The copies not acknowledged belong to a batch whose offsets were not stored:
+ * Kafka delivers their messages again, and they are dead-lettered then. */
+static void dlq_close(ph_consumer_t *c, uint64_t timeout_ms)
+{
+    if (c->dlq_in_flight > 0)
+        rd_kafka_flush(c->dlq_rk, (int)timeout_ms);
+    if (c->dlq_owed > 0) {
+        ph_log_warn("dead-letter copies not acknowledged before exit; their messages will be delivered again", "\"dlq_owed\":%zu",
+                    c->dlq_owed);
+        c->dlq_failing = 1; /* said once above: the purged copies' reports need no log line */
+        /* their delivery reports (purged) come at once */
+        rd_kafka_purge(c->dlq_rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(c->dlq_rk, 1000);
+    }
+    rd_kafka_queue_destroy(c->dlq_queue);
+    rd_kafka_destroy(c->dlq_rk);
+    while (c->dlq_msgs._next != &c->dlq_msgs)
+        dlq_free(c, c->dlq_msgs._next);
+}
+
 int ph_consumer_free(ph_consumer_t *c)
 {
+    if (c->dlq_rk != NULL)
+        dlq_close(c, c->cfg.close_timeout_ms);
+
     /* Leaving the group revokes the assignment (through on_rebalance), commits the stored offsets
      * and tells the coordinator. rd_kafka_consumer_close would do the same but cannot be bounded:
      * with the coordinator unreachable, librdkafka holds a commit for session.timeout.ms, or an

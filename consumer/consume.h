@@ -3,6 +3,8 @@
  * events, has them coalesced (coalesce.h) and applied to Redis (apply.h), and stores their offsets
  * only once Redis has applied them (at-least-once). While Redis fails, the batch in hand is retried
  * with backoff and the assigned partitions are paused, so nothing more is fetched into memory.
+ * A message that is not a valid event goes to a dead-letter topic, and its offset counts as done
+ * only once Kafka acknowledged that copy.
  */
 #ifndef PLAYHEAD_CONSUMER_CONSUME_H
 #define PLAYHEAD_CONSUMER_CONSUME_H
@@ -31,6 +33,7 @@ typedef struct ph_consumer_metrics_s {
     ph_counter_t *events_invalid;    /* messages that are not valid events */
     ph_counter_t *batches;           /* batches applied */
     ph_counter_t *redis_failures;    /* batch attempts that failed in Redis */
+    ph_counter_t *dlq;               /* invalid messages acknowledged by the dead-letter topic */
     ph_histogram_t *batch_size;      /* messages per applied batch */
     ph_histogram_t *apply_seconds;   /* first attempt to success of a batch */
     ph_histogram_t *event_age;       /* now - received_at of each applied winner, seconds */
@@ -51,13 +54,14 @@ typedef struct ph_consumer_config_s {
     const char *topic;
     const char *group;                   /* group.id */
     const ph_kafka_props_t *kafka_props; /* -X properties, applied over the defaults; may be NULL */
+    const char *dlq_topic;               /* where invalid messages go; NULL or "": skipped (and never in replay) */
     size_t batch_max;                    /* messages per batch, >= 1 */
     ph_redis_t *redis;                   /* borrowed; must stay alive until on_stopped ran */
     uint64_t ttl_ms;                     /* expiry set on a user's keys by every write */
     unsigned row_max;                    /* entries kept in each part of a user's row */
     uint64_t lease_ms;                   /* stream lease extended by an event's session_id; 0: none */
     uint64_t stop_grace_ms;              /* how long a stop waits for the batch in hand */
-    uint64_t close_timeout_ms;           /* how long ph_consumer_free waits to leave the group */
+    uint64_t close_timeout_ms;           /* how long ph_consumer_free waits for dead-letter acks, then to leave the group */
     int replay;                          /* replay mode (replay.h): no group, stop at the end */
     int64_t replay_from;                 /* PH_REPLAY_EARLIEST or ms since the epoch */
     ph_consumer_stopped_cb on_stopped;
@@ -86,8 +90,10 @@ rd_kafka_t *ph_consumer_kafka(ph_consumer_t *consumer);
 /* 1 when the consumer stopped because of a fatal Kafka error (the process should exit non-zero). */
 int ph_consumer_failed(const ph_consumer_t *consumer);
 
-/* Leaves the group, committing the stored offsets, and frees everything. Call it once the loop has
- * run dry after on_stopped; it blocks for milliseconds, at most close_timeout_ms. Returns 0, or -1
+/* Gives dead-letter copies still in flight up to close_timeout_ms to be acknowledged (their batch's
+ * offsets were not stored either way), then leaves the group, committing the stored offsets, and
+ * frees everything. Call it once the loop has run dry after on_stopped; it blocks for milliseconds,
+ * at most twice close_timeout_ms. Returns 0, or -1
  * when Kafka did not confirm in time: then librdkafka cannot be torn down in bounded time (it
  * waits for requests to the lost coordinator), nothing was freed, and the process should exit
  * at once with _exit. */

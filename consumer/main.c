@@ -31,6 +31,7 @@
 typedef struct config_s {
     const char *brokers;
     const char *topic;
+    const char *dlq_topic;
     const char *group;
     const char *redis;
     long long redis_timeout_ms;
@@ -48,6 +49,9 @@ typedef struct config_s {
 static const ph_option_t options[] = {
     {"brokers", PH_OPT_STR, "127.0.0.1:9092", 0, 0, offsetof(config_t, brokers), "Kafka bootstrap servers"},
     {"topic", PH_OPT_STR, "playhead.positions", 0, 0, offsetof(config_t, topic), "Kafka topic of position events"},
+    {"dlq-topic", PH_OPT_STR, "playhead.positions.dlq", 0, 0, offsetof(config_t, dlq_topic),
+     "dead-letter topic: messages that are not valid events are copied there (with headers saying why and where "
+     "from) before their offsets are committed; the topic must exist (\"\" disables it: they are skipped)"},
     {"group", PH_OPT_STR, "playhead-consumer", 0, 0, offsetof(config_t, group), "Kafka consumer group"},
     {"redis", PH_OPT_STR, "redis://127.0.0.1:6379", 0, 0, offsetof(config_t, redis),
      "Redis URL redis://[:password@]host[:port][/db]"},
@@ -145,6 +149,7 @@ static void register_metrics(app_t *app)
                            "Events not sent to Redis because a newer event of the same key was in the batch.", "");
     s->events_invalid = ph_metrics_counter(m, "playhead_consumer_events_invalid_total",
                                            "Messages skipped because they are not valid position events.", "");
+    s->dlq = ph_metrics_counter(m, "playhead_consumer_dlq_total", "Messages sent to the dead-letter topic.", "");
     s->batches = ph_metrics_counter(m, "playhead_consumer_batches_total", "Batches applied to Redis.", "");
     s->redis_failures = ph_metrics_counter(m, "playhead_consumer_redis_errors_total",
                                            "Batch attempts that failed in Redis (each is retried with backoff).", "");
@@ -241,6 +246,8 @@ static void log_started(const config_t *cfg, int64_t replay_from)
     ph_buf_json_str(&b, cfg->brokers, strlen(cfg->brokers));
     ph_buf_lit(&b, ",\"topic\":");
     ph_buf_json_str(&b, cfg->topic, strlen(cfg->topic));
+    ph_buf_lit(&b, ",\"dlq_topic\":");
+    ph_buf_json_str(&b, cfg->dlq_topic, strlen(cfg->dlq_topic));
     ph_buf_lit(&b, ",\"group\":");
     ph_buf_json_str(&b, cfg->group, strlen(cfg->group));
     ph_buf_printf(&b, ",\"batch_max\":%lld,\"row_max\":%lld,\"ttl_seconds\":%lld", cfg->batch_max, cfg->row_max, cfg->ttl_seconds);
@@ -301,6 +308,7 @@ int main(int argc, char **argv)
     ph_consumer_config_t ccfg = {
         .brokers = cfg.brokers,
         .topic = cfg.topic,
+        .dlq_topic = cfg.dlq_topic,
         .group = cfg.group,
         .kafka_props = &cfg.kafka,
         .batch_max = (size_t)cfg.batch_max,

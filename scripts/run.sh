@@ -41,6 +41,7 @@ trap 'exit 130' INT TERM
 redis_up=1 && scripts/redis.sh start "$run/redis" 6379
 kafka_up=1 && scripts/kafka.sh start "$run/kafka" 9092
 scripts/kafka.sh create-topic 9092 playhead.positions 8 >/dev/null
+scripts/kafka.sh create-topic 9092 playhead.positions.dlq 1 >/dev/null # poison messages, with the reason in headers
 
 # shellcheck disable=SC2317 # called by wait_ready
 healthz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/healthz"; }

@@ -74,7 +74,9 @@ def kafka(tmp_path_factory):
 @pytest.fixture
 def topic(kafka, request):
     kafka.ensure_up()
-    return kafka.create_topic(unique_name(f"ph-{request.node.name}"), partitions=4)
+    name = kafka.create_topic(unique_name(f"ph-{request.node.name}"), partitions=4)
+    kafka.create_topic(f"{name}.dlq", partitions=1)  # the consumer's dead-letter topic
+    return name
 
 
 @pytest.fixture
@@ -120,7 +122,8 @@ def ingest(services, tmp_path, kafka, topic):
 @pytest.fixture
 def consumer(services, tmp_path, kafka, topic, group, redis, redis_server):
     return _factory("consumer", services, tmp_path,
-                    {"brokers": kafka.bootstrap, "topic": topic, "group": group, "redis": redis_server.url})
+                    {"brokers": kafka.bootstrap, "topic": topic, "group": group, "redis": redis_server.url,
+                     "dlq_topic": f"{topic}.dlq", "metrics_listen": f"{harness.HOST}:{free_port()}"})
 
 
 @pytest.fixture

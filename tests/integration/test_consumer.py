@@ -116,7 +116,8 @@ def test_applies_lww_winners_skips_poison_and_commits(kafka, topic, group, redis
     # the poison messages count as processed: everything gets committed
     wait_until(lambda: all_committed(kafka, topic, group), scaled(30), "offsets committed up to the end")
     svc.stop()
-    assert log_count(svc, "skipping invalid message") >= 1
+    assert log_count(svc, "invalid message, sending it to the dead-letter topic") >= 1
+    assert len(kafka.read_topic(f"{topic}.dlq")) == 3  # each poison message, with the reason in headers
     assert log_count(svc, "consumer stopped") == 1
 
 
