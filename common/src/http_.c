@@ -51,6 +51,9 @@ void ph_http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
     req->res.status = status;
     req->res.reason = ph_http_reason(status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    /* h2o_send_inline leaves the length unset; h2o 2.2.5 then answers non-200 statuses chunked and
+     * closes the connection after them, which costs every 202 a new TCP connection */
+    req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }
 
@@ -77,6 +80,7 @@ void ph_http_send_empty(h2o_req_t *req, int status)
 {
     req->res.status = status;
     req->res.reason = ph_http_reason(status);
+    req->res.content_length = 0;
     h2o_send_inline(req, "", 0);
 }
 
