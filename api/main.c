@@ -10,6 +10,7 @@
 #include "handlers.h"
 #include "playhead/config.h"
 #include "playhead/log.h"
+#include "playhead/openapi.h"
 #include "playhead/redis_.h"
 #include "playhead/server.h"
 
@@ -56,6 +57,7 @@ static const ph_route_t routes[] = {
     {"DELETE", "/user/stream", ph_api_compat_streams_delete},
     {"GET", "/readyz", ph_api_readyz},
     {"GET", "/metrics", ph_server_handle_metrics},
+    {"GET", "/openapi.json", ph_server_handle_openapi},
     {"GET", "/", ph_api_demo_root},
     {"GET", "/dashboard", ph_api_demo_dashboard},
     {"GET", "/demo-config.json", ph_api_demo_config},
@@ -83,6 +85,13 @@ int main(int argc, char **argv)
     }
     if (ph_log_level_parse(cfgp->log_level, &level) != 0) {
         fprintf(stderr, "%s: option log-level: '%s' is not one of debug, info, warn, error\n", PH_API_NAME, cfgp->log_level);
+        return 2;
+    }
+    char host[256];
+    int port;
+    /* checked here: getaddrinfo would take port 99999 as 34463 (modulo 65536) and listen there */
+    if (ph_parse_hostport(cfgp->listen, host, sizeof(host), &port) != 0) {
+        fprintf(stderr, "%s: option listen: '%s' is not host:port (port 1..65535)\n", PH_API_NAME, cfgp->listen);
         return 2;
     }
     /* checked here so that a bad URL stops the start instead of failing in every loop */

@@ -32,6 +32,7 @@ typedef struct ph_ingest_config_s {
     const char *spool_dir;
     long long spool_max_bytes;
     long long spool_segment_bytes;
+    int print_kafka_config;
     ph_kafka_props_t kafka;
 } ph_ingest_config_t;
 
@@ -112,6 +113,7 @@ typedef struct ph_ingest_loop_s {
     ph_kafka_bridge_t bridge;
     uv_timer_t deadline_timer;
     uv_timer_t flush_timer;
+    uint64_t flush_deadline; /* shutdown: when to stop waiting for librdkafka's queue */
     int open_handles;
     int kafka_down;       /* for logging state changes once */
     ph_produce_t pending; /* sentinel */
@@ -155,6 +157,10 @@ static inline int ph_drain_is_opaque(const void *opaque, uint64_t *tag)
 void ph_produce_spooled(ph_produce_t *p, int ok);
 void ph_produce_release_if_done(ph_produce_t *p);
 
+/* The producer's configuration, as every loop creates it: ingest's settings (brokers, idempotence,
+ * acks=all, message timeout...) overridden by -X / PLAYHEAD_KAFKA_* properties. No callbacks are
+ * set. Returns the conf (the caller owns it) or NULL with errstr (librdkafka's message). */
+rd_kafka_conf_t *ph_producer_conf_new(const ph_ingest_config_t *cfg, char *errstr, size_t errstr_size);
 /* Creates the loop's producer (on_loop_init). Returns 0 or -1 (logged). */
 int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing);
 /* Stops taking requests' events and flushes what librdkafka holds (on_loop_stop). */

@@ -9,6 +9,7 @@
 #include "ingest.h"
 #include "playhead/identity.h"
 #include "playhead/log.h"
+#include "playhead/openapi.h"
 
 static const ph_option_t options[] = {
     {"listen", PH_OPT_STR, "127.0.0.1:8080", 0, 0, offsetof(ph_ingest_t, cfg.listen), "HTTP listen address host:port"},
@@ -35,13 +36,20 @@ static const ph_option_t options[] = {
     {"spool-segment-bytes", PH_OPT_INT, "67108864", 65536, (long long)1 << 40, offsetof(ph_ingest_t, cfg.spool_segment_bytes),
      "size at which a spool segment file is closed and a new one started"},
     {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(ph_ingest_t, cfg.log_level), "debug, info, warn or error"},
+    {"print-kafka-config", PH_OPT_BOOL, "false", 0, 0, offsetof(ph_ingest_t, cfg.print_kafka_config),
+     "print the Kafka producer's configuration (built-in settings, then -X and PLAYHEAD_KAFKA_*) as key=value lines, "
+     "secrets redacted, and exit"},
     PH_OPTIONS_END,
 };
 
 static const ph_route_t routes[] = {
-    {"POST", "/v1/positions", ph_handle_positions}, {"POST", "/watching", ph_handle_compat_watching},
-    {"GET", "/healthz", ph_handle_healthz},         {"GET", "/readyz", ph_handle_readyz},
-    {"GET", "/metrics", ph_server_handle_metrics},  {NULL, NULL, NULL},
+    {"POST", "/v1/positions", ph_handle_positions},
+    {"POST", "/watching", ph_handle_compat_watching},
+    {"GET", "/healthz", ph_handle_healthz},
+    {"GET", "/readyz", ph_handle_readyz},
+    {"GET", "/metrics", ph_server_handle_metrics},
+    {"GET", "/openapi.json", ph_server_handle_openapi},
+    {NULL, NULL, NULL},
 };
 
 static int on_loop_init(ph_loop_t *loop)
@@ -55,25 +63,47 @@ int main(int argc, char **argv)
     const ph_ingest_config_t *cfg = &ing.cfg;
     char errstr[512];
     ph_log_level_t level;
+    int code = 2;
 
     switch (ph_config_parse(options, &ing, &ing.cfg.kafka, argc, argv, "playhead-ingest",
                             "Accepts position events over HTTP and produces them to Kafka.", errstr, sizeof(errstr))) {
     case PH_CONFIG_EXIT:
-        return 0;
+        code = 0;
+        goto Exit;
     case PH_CONFIG_ERROR:
         fprintf(stderr, "playhead-ingest: %s\n", errstr);
-        return 2;
+        goto Exit;
     default:
         break;
     }
     if (ph_log_level_parse(cfg->log_level, &level) != 0) {
         fprintf(stderr, "playhead-ingest: option log-level: '%s' is not debug, info, warn or error\n", cfg->log_level);
-        return 2;
+        goto Exit;
     }
+    char host[256];
+    int port;
+    /* checked here: getaddrinfo would take port 99999 as 34463 (modulo 65536) and listen there */
+    if (ph_parse_hostport(cfg->listen, host, sizeof(host), &port) != 0) {
+        fprintf(stderr, "playhead-ingest: option listen: '%s' is not host:port (port 1..65535)\n", cfg->listen);
+        goto Exit;
+    }
+    /* built once here exactly as every loop builds it, so that a bad -X or PLAYHEAD_KAFKA_* stops
+     * the start with librdkafka's message before anything listens */
+    rd_kafka_conf_t *kconf = ph_producer_conf_new(cfg, errstr, sizeof(errstr));
+    if (kconf == NULL) {
+        fprintf(stderr, "playhead-ingest: %s\n", errstr);
+        goto Exit;
+    }
+    if (cfg->print_kafka_config) {
+        code = ph_kafka_conf_print(kconf, stdout) == 0 ? 0 : 1;
+        rd_kafka_conf_destroy(kconf);
+        goto Exit;
+    }
+    rd_kafka_conf_destroy(kconf);
     ph_log_init("ingest", level);
     if (ph_auth_init(&ing.auth, cfg->auth, cfg->jwt_secret_file, errstr, sizeof(errstr)) != 0) {
         fprintf(stderr, "playhead-ingest: %s\n", errstr);
-        return 2;
+        goto Exit;
     }
 
     ph_server_t server = {
@@ -93,11 +123,12 @@ int main(int argc, char **argv)
     };
     ph_ingest_metrics_register(&ing, server.threads);
     ph_log(PH_LOG_INFO, "ingest starting", "\"brokers\":\"%s\",\"topic\":\"%s\"", cfg->brokers, cfg->topic);
-    int code = ph_server_run(&server, errstr, sizeof(errstr));
+    code = ph_server_run(&server, errstr, sizeof(errstr));
     if (code != 0 && errstr[0] != '\0')
         fprintf(stderr, "playhead-ingest: %s\n", errstr);
+    ph_ingest_metrics_free(&ing);
+Exit:
     for (size_t i = 0; i < cfg->kafka.count; ++i)
         free((char *)cfg->kafka.keys[i]);
-    ph_ingest_metrics_free(&ing);
     return code;
 }

@@ -241,10 +241,27 @@ void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events
     ph_produce_release_if_done(p);
 }
 
+rd_kafka_conf_t *ph_producer_conf_new(const ph_ingest_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", cfg->message_timeout_ms);
+    const char *const defaults[][2] = {
+        {"bootstrap.servers", cfg->brokers},
+        {"client.id", "playhead-ingest"},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "2"},
+        {"compression.codec", "lz4"},
+        {"message.timeout.ms", num},
+        {"socket.nagle.disable", "true"},
+    };
+    return ph_kafka_conf_new(defaults, sizeof(defaults) / sizeof(defaults[0]), &cfg->kafka, errstr, errstr_size);
+}
+
 int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
 {
     const ph_ingest_config_t *cfg = &ing->cfg;
-    char errstr[512], num[32];
+    char errstr[512];
     ph_ingest_loop_t *il = calloc(1, sizeof(*il));
     if (il == NULL)
         abort();
@@ -255,28 +272,9 @@ int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
     il->pending.next = il->pending.prev = &il->pending;
     loop->app = il;
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    snprintf(num, sizeof(num), "%lld", cfg->message_timeout_ms);
-    const char *defaults[][2] = {
-        {"bootstrap.servers", cfg->brokers},
-        {"client.id", "playhead-ingest"},
-        {"enable.idempotence", "true"},
-        {"acks", "all"},
-        {"linger.ms", "2"},
-        {"compression.codec", "lz4"},
-        {"message.timeout.ms", num},
-        {"socket.nagle.disable", "true"},
-    };
-    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); ++i) {
-        if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-            ph_log_str(PH_LOG_ERROR, "kafka configuration", "error", errstr);
-            rd_kafka_conf_destroy(conf);
-            return -1;
-        }
-    }
-    if (ph_kafka_conf_apply(conf, &cfg->kafka, errstr, sizeof(errstr)) != 0) {
+    rd_kafka_conf_t *conf = ph_producer_conf_new(cfg, errstr, sizeof(errstr));
+    if (conf == NULL) {
         ph_log_str(PH_LOG_ERROR, "kafka configuration", "error", errstr);
-        rd_kafka_conf_destroy(conf);
         return -1;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -311,9 +309,12 @@ static void on_flush_timer(uv_timer_t *timer)
 {
     ph_ingest_loop_t *il = timer->data;
     rd_kafka_poll(il->rk, 0);
-    /* drained records still in flight stay in the spool (re-drained after a restart): wait for
-     * them only within the grace period the server gives, which ends this loop regardless */
-    if (rd_kafka_outq_len(il->rk) == 0) {
+    /* wait for what librdkafka holds until the flush deadline; then give up: requests are all
+     * answered by now, and drained records still in flight stay in the spool for the next run */
+    if (rd_kafka_outq_len(il->rk) == 0 || ph_mono_ms() >= il->flush_deadline) {
+        if (rd_kafka_outq_len(il->rk) != 0)
+            ph_log(PH_LOG_WARN, "shutdown: Kafka did not take everything in time; spooled events stay in the spool",
+                   "\"queued\":%d", rd_kafka_outq_len(il->rk));
         uv_timer_stop(timer);
         ph_drain_stop(il);
         il->loop->inflight--; /* the flush token taken in ph_producer_stop */
@@ -326,7 +327,8 @@ void ph_producer_stop(ph_loop_t *loop)
     if (il == NULL || il->rk == NULL)
         return;
     il->draining_stopped = 1; /* no new reads from the spool */
-    loop->inflight++;         /* held until librdkafka's queue is empty; the server bounds the wait */
+    loop->inflight++;         /* held until librdkafka's queue is empty, or the flush deadline */
+    il->flush_deadline = ph_mono_ms() + (uint64_t)il->cfg->delivery_timeout_ms;
     uv_timer_start(&il->flush_timer, on_flush_timer, 0, 10);
 }
 

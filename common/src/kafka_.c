@@ -92,6 +92,72 @@ int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, ch
     return 0;
 }
 
+rd_kafka_conf_t *ph_kafka_conf_new(const char *const (*defaults)[2], size_t n, const ph_kafka_props_t *props, char *errstr,
+                                   size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[512];
+    for (size_t i = 0; i < n; ++i) {
+        if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "Kafka property %s (built-in default): %s", defaults[i][0], err);
+            goto Error;
+        }
+    }
+    if (ph_kafka_conf_apply(conf, props, errstr, errstr_size) != 0)
+        goto Error;
+    return conf;
+Error:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+/* Properties whose values must not end up in a terminal or a CI log. */
+static int is_secret(const char *key)
+{
+    static const char *const marks[] = {"password", "secret", "passphrase", "ssl.key.pem", "sasl.oauthbearer.config"};
+    for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); ++i)
+        if (strstr(key, marks[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+/* Writes the pairs of a dump whose keys `skip` does not list; returns the write status. */
+static int print_pairs(FILE *out, const char **pairs, size_t n, const char **skip, size_t nskip)
+{
+    int ret = 0;
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const char *key = pairs[i], *value = pairs[i + 1];
+        int listed = 0;
+        for (size_t j = 0; j + 1 < nskip && !listed; j += 2)
+            listed = strcmp(skip[j], key) == 0;
+        /* '_' names are librdkafka's pointers (log_cb, default_topic_conf...), not settable by -X */
+        if (listed || strchr(key, '_') != NULL)
+            continue;
+        if (fprintf(out, "%s=%s\n", key, is_secret(key) && value[0] != '\0' ? "[redacted]" : value) < 0)
+            ret = -1;
+    }
+    return ret;
+}
+
+int ph_kafka_conf_print(rd_kafka_conf_t *conf, FILE *out)
+{
+    size_t n, tn = 0;
+    const char **global = rd_kafka_conf_dump(conf, &n), **topic = NULL;
+    rd_kafka_topic_conf_t *tconf = rd_kafka_conf_get_default_topic_conf(conf);
+    if (tconf != NULL)
+        topic = rd_kafka_topic_conf_dump(tconf, &tn);
+    /* a topic property that also exists globally (compression.codec) takes the global value */
+    int ret = print_pairs(out, global, n, NULL, 0);
+    if (topic != NULL && print_pairs(out, topic, tn, global, n) != 0)
+        ret = -1;
+    if (fflush(out) != 0)
+        ret = -1;
+    rd_kafka_conf_dump_free(global, n);
+    if (topic != NULL)
+        rd_kafka_conf_dump_free(topic, tn);
+    return ret;
+}
+
 struct ph_kafka_watch_s {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;

@@ -139,6 +139,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     char allow[128];
     size_t allow_len = 0;
     int cors = add_cors_headers(loop->server, req);
+    if (loop->stopping)
+        req->http1_is_persistent = 0; /* shutting down: clients reconnect (and are refused) instead of
+                                         reusing a connection that is about to close under them */
     int preflight = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"));
 
     for (const ph_route_t *r = routes; r->method != NULL; ++r) {
@@ -595,7 +598,10 @@ Exit:
     server->_route_metrics = NULL;
     return ret;
 Forced:
-    /* some loop still had open connections: its memory stays reachable until the process exits */
+    /* some loop still had open connections or work: its memory is left to the process exit; what
+     * no loop references any more is freed */
     free(threads);
+    free(server->_route_metrics);
+    server->_route_metrics = NULL;
     return ret;
 }

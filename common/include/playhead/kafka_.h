@@ -5,6 +5,8 @@
 #ifndef PLAYHEAD_KAFKA_H
 #define PLAYHEAD_KAFKA_H
 
+#include <stddef.h>
+#include <stdio.h>
 #include <uv.h>
 #include <librdkafka/rdkafka.h>
 #include "playhead/config.h"
@@ -50,5 +52,19 @@ void ph_kafka_watch_stop(ph_kafka_watch_t *watch);
 
 /* Applies `props` (-X / PLAYHEAD_KAFKA_*) to conf; errstr holds librdkafka's own message. */
 int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, char *errstr, size_t errstr_size);
+
+/* A client configuration: the program's `defaults` (n key/value pairs) first, then `props`
+ * (-X / PLAYHEAD_KAFKA_*), which may override them. Returns the new conf, owned by the caller (it
+ * goes to rd_kafka_new, or to rd_kafka_conf_destroy), or NULL with errstr naming the property and
+ * giving librdkafka's own message. No callbacks are set. Any thread. */
+rd_kafka_conf_t *ph_kafka_conf_new(const char *const (*defaults)[2], size_t n, const ph_kafka_props_t *props, char *errstr,
+                                   size_t errstr_size);
+
+/* Writes conf as "key=value" lines (for --print-kafka-config): every global property as
+ * rd_kafka_conf_dump gives it, then the default topic properties not already listed. Values of
+ * secrets (passwords, private keys, OAuth configuration) are written "[redacted]" when set, and
+ * librdkafka's internal pointers (names with '_': callbacks, opaques) are left out. Returns 0, or
+ * -1 when writing failed. */
+int ph_kafka_conf_print(rd_kafka_conf_t *conf, FILE *out);
 
 #endif
