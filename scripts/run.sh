@@ -55,6 +55,9 @@ for name in ingest consumer api; do
 done
 wait_ready 30 playhead-ingest "${pids[0]}" "$run/ingest.log" healthz 8080
 wait_ready 30 playhead-api "${pids[2]}" "$run/api.log" healthz 8081
+# shellcheck disable=SC2317 # called by wait_ready
+readyz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/readyz"; }
+wait_ready 30 playhead-consumer "${pids[1]}" "$run/consumer.log" readyz 9464
 alive "${pids[1]}" || { tail -n 30 "$run/consumer.log" >&2; die "playhead-consumer exited during start-up"; }
 
 cat <<MSG
