@@ -88,6 +88,9 @@ struct ph_consumer_s {
 
     rd_kafka_topic_partition_list_t *replay_ends; /* replay mode: the offsets to reach */
     uint64_t replay_messages;
+    uint64_t replay_total;      /* messages between the start and end offsets of the plan */
+    uint64_t replay_started_ms; /* for the rate and the time left */
+    uint64_t replay_reported_ms;
 
     int paused;          /* partitions paused because Redis (or the dead-letter topic) fails */
     int paused_for_dlq;  /* the latter, for the log line on resume */
@@ -113,6 +116,35 @@ struct ph_consumer_s {
 static void start_apply(ph_consumer_t *c);
 static void begin_stop(ph_consumer_t *c);
 static void batch_progress(ph_consumer_t *c);
+
+/* Replay progress, at most once a second (and at the end): a bar on a terminal, a log line
+ * otherwise. Messages applied of the total, the rate, and the time left at that rate. */
+static void replay_progress(ph_consumer_t *c, int final)
+{
+    uint64_t now = ph_mono_ms();
+    if (!final && now - c->replay_reported_ms < 1000)
+        return;
+    c->replay_reported_ms = now;
+    double secs = (double)(now - c->replay_started_ms) / 1e3;
+    double rate = secs > 0 ? (double)c->replay_messages / secs : 0;
+    uint64_t done = c->replay_messages < c->replay_total ? c->replay_messages : c->replay_total;
+    double left = rate > 0 ? (double)(c->replay_total - done) / rate : 0;
+    double pct = c->replay_total ? 100.0 * (double)done / (double)c->replay_total : 100.0;
+    if (isatty(STDERR_FILENO)) {
+        char bar[31];
+        int filled = (int)(pct * 30 / 100);
+        for (int i = 0; i < 30; ++i)
+            bar[i] = i < filled ? '#' : '.';
+        bar[30] = '\0';
+        fprintf(stderr, "\rreplay [%s] %5.1f%%  %" PRIu64 "/%" PRIu64 "  %.0f/s  %.0f s left   %s", bar, pct, done, c->replay_total,
+                rate, left, final ? "\n" : "");
+        fflush(stderr);
+    } else {
+        ph_log(PH_LOG_INFO, "replay progress",
+               "\"applied\":%" PRIu64 ",\"total\":%" PRIu64 ",\"percent\":%.1f,\"rate\":%.0f,\"seconds_left\":%.0f", done,
+               c->replay_total, pct, rate, left);
+    }
+}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -631,7 +663,10 @@ static void complete_batch(ph_consumer_t *c)
     c->replay_messages += c->nmessages;
     reset_batch(c);
     c->state = ST_IDLE;
+    if (c->cfg.replay)
+        replay_progress(c, 0);
     if (c->cfg.replay && !c->stopping && ph_replay_done(c->rk, c->replay_ends)) {
+        replay_progress(c, 1);
         ph_log_info("replay finished", "\"messages\":%" PRIu64, c->replay_messages);
         begin_stop(c);
         return;
@@ -923,6 +958,10 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
             goto Error;
         }
         log_partitions("replaying partitions", topics);
+        for (int i = 0; i < topics->cnt && i < c->replay_ends->cnt; ++i)
+            if (c->replay_ends->elems[i].offset > topics->elems[i].offset)
+                c->replay_total += (uint64_t)(c->replay_ends->elems[i].offset - topics->elems[i].offset);
+        c->replay_started_ms = c->replay_reported_ms = ph_mono_ms();
     } else {
         topics = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(topics, cfg->topic, RD_KAFKA_PARTITION_UA);

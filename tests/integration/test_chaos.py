@@ -241,6 +241,9 @@ def test_replay_rebuilds_identical_state(chaos_stack, kafka, redis_server, redis
     replay._ended = True
     assert code == 0, replay.logs()
     replay.check_sanitizers()
+    progress = [json.loads(line) for line in replay.err.read_text().splitlines()
+                if '"msg":"replay progress"' in line]
+    assert progress and progress[-1]["percent"] == 100.0 and progress[-1]["applied"] == progress[-1]["total"] > 0
     after = dump_state(redis)
     assert after == before
     print(f"\nreplay: {len(before)} keys rebuilt identically from {load.counts['events_acked']} acknowledged events")
