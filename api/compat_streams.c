@@ -52,39 +52,6 @@ int ph_api_compat_body_user(const char *body, size_t len, char *user, size_t *us
     return ret;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int ph_api_pct_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; ++i) {
-        char c = s[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
-                return -1;
-            if ((hi = hex_value(s[i + 1])) < 0 || (lo = hex_value(s[i + 2])) < 0)
-                return -1;
-            c = (char)(hi << 4 | lo);
-            i += 2;
-        }
-        if (n == cap)
-            return -1;
-        out[n++] = c;
-    }
-    *out_len = n;
-    return 0;
-}
-
 /* The reference's 403 bodies and its 200 bodies with a count. */
 static void send_message(ph_api_pending_t *p, h2o_req_t *req, int status, const char *message, long long active)
 {
@@ -240,11 +207,9 @@ static void on_check_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply
 int ph_api_compat_streams_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;
-    h2o_iovec_t arg;
     char user[PH_ID_MAX];
     size_t user_len;
-    if (!ph_http_query(req, "userId", &arg) || ph_api_pct_decode(arg.base, arg.len, user, sizeof(user), &user_len) != 0 ||
-        !ph_id_valid(user, user_len)) {
+    if (ph_http_query_decoded(req, "userId", user, sizeof(user), &user_len) != 1 || !ph_id_valid(user, user_len)) {
         ph_http_send_error(req, 400, "query parameter userId is required (" USER_RULE ")");
         return 0;
     }

@@ -44,14 +44,15 @@ static void on_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *repl
 int ph_api_compat_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;
-    h2o_iovec_t user, video;
-    char key[PH_KEY_MAX];
+    h2o_iovec_t user;
+    char key[PH_KEY_MAX], video[PH_ID_MAX];
+    size_t video_len;
 
     if (!ph_identity_cookie_user(req, &user) || !ph_id_valid(user.base, user.len)) {
         ph_http_send_error(req, 400, "cookie user_id is required (1-128 characters of A-Z a-z 0-9 . _ : @ -)");
         return 0;
     }
-    if (!ph_http_query(req, "video_id", &video) || !ph_id_valid(video.base, video.len)) {
+    if (ph_http_query_decoded(req, "video_id", video, sizeof(video), &video_len) != 1 || !ph_id_valid(video, video_len)) {
         ph_http_send_error(req, 400, "query parameter video_id is required (1-128 characters of A-Z a-z 0-9 . _ : @ -)");
         return 0;
     }
@@ -64,8 +65,8 @@ int ph_api_compat_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_
     ph_api_pending_t *p = ph_api_pending_new(loop, req, on_reply);
     memcpy(p->user, user.base, user.len);
     p->user[p->user_len = user.len] = '\0';
-    memcpy(p->video, video.base, video.len);
-    p->video[p->video_len = video.len] = '\0';
+    memcpy(p->video, video, video_len);
+    p->video[p->video_len = video_len] = '\0';
     size_t key_len = ph_key(key, sizeof(key), PH_KEY_VIDEOS, p->user, p->user_len);
     const char *argv[] = {"HGET", key, p->video};
     const size_t argvlen[] = {4, key_len, p->video_len};

@@ -110,8 +110,5 @@ void ph_api_stream_start_send(struct ph_api_pending_s *p, const char *session, s
  * id copied into user (cap >= PH_ID_MAX + 1) and *user_len set, or -1 when the body is not a JSON
  * object whose userId is a string following the id rules. */
 int ph_api_compat_body_user(const char *body, size_t len, char *user, size_t *user_len);
-/* compat_streams.c: percent-decodes [s, s+len) into out (cap bytes, not NUL-terminated). Returns 0
- * with *out_len set, or -1 on a malformed escape or when it does not fit. */
-int ph_api_pct_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len);
 
 #endif

@@ -67,9 +67,14 @@ int ph_api_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
     return 0;
 }
 
+/* 302 to `to`, keeping the request's query string (/?user=dave -> /demo/index.html?user=dave). */
 static int redirect(h2o_req_t *req, const char *to)
 {
-    h2o_send_redirect(req, 302, "Found", to, strlen(to));
+    h2o_iovec_t query = h2o_iovec_init("", 0);
+    if (req->query_at != SIZE_MAX)
+        query = h2o_iovec_init(req->path.base + req->query_at, req->path.len - req->query_at);
+    h2o_iovec_t loc = h2o_concat(&req->pool, h2o_iovec_init(to, strlen(to)), query);
+    h2o_send_redirect(req, 302, "Found", loc.base, loc.len);
     return 0;
 }
 

@@ -8,7 +8,10 @@
 #
 #   bench/profile.sh            ingest (1 event and 100 events per POST), api (positions,
 #                               continue-watching), consumer (50,000 events of the session model)
-# Writes bench/results/profile.md and the callgrind files under bench/results/profile/.
+# Writes bench/results/profile.md and under bench/results/profile/ the annotated summaries
+# (*.self.txt, *.inclusive.txt, summary.jsonl; committed) and the raw callgrind.* dumps (hundreds of
+# KB, not committed: .gitignore); run it again to regenerate the dumps, e.g. for callgrind_annotate
+# or kcachegrind.
 # PROFILE_RESULTS=<dir> writes there instead; PROFILE_INGEST_ARGS="-X compression.codec=none" adds
 # options to ingest's command line (to measure a configuration change).
 set -euo pipefail

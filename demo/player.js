@@ -12,6 +12,9 @@
  * /demo-config.json) and needs nothing from the internet. Query parameters for testing:
  * ?user=<id> (any valid id; the picker offers alice, bob, carol), ?video=<id>,
  * ?ingest=<url>, ?api=<url>, ?autoplay=0, ?max_backoff_ms=<n> (retry cap; tests shorten it).
+ * JWT mode (--auth=jwt): a token in the fragment, #token=<JWT> (scripts/run.sh prints such a URL),
+ * is sent as `Authorization: Bearer` to ingest and the api, and its `sub` is the user. The fragment
+ * is never sent to a server, and survives the redirect from /.
  */
 import { createClient, ID_PATTERN } from './playhead.js';
 
@@ -24,6 +27,8 @@ const REQUEST_TIMEOUT_MS = 5000;
 const $ = (id) => document.getElementById(id);
 const video = $('video');
 const params = new URLSearchParams(location.search);
+const token = new URLSearchParams(location.hash.slice(1)).get('token');
+const auth = token ? { Authorization: `Bearer ${token}` } : {};
 
 const page = {
     config: null,
@@ -100,7 +105,7 @@ async function apiFetch(path, init = {}) {
     const ac = new AbortController();
     const t = setTimeout(() => ac.abort(), REQUEST_TIMEOUT_MS);
     try {
-        return await fetch(apiUrl(path), { cache: 'no-store', signal: ac.signal, ...init });
+        return await fetch(apiUrl(path), { cache: 'no-store', signal: ac.signal, ...init, headers: { ...auth, ...init.headers } });
     } finally {
         clearTimeout(t);
     }
@@ -139,8 +144,18 @@ async function loadConfig() {
     return cfg;
 }
 
+/** The `sub` of the #token= JWT, or null (no token, or not a readable JWT). */
+function tokenSubject() {
+    try {
+        const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+        return JSON.parse(atob(b64)).sub ?? null;
+    } catch {
+        return null;
+    }
+}
+
 function pickUser() {
-    const fromUrl = params.get('user');
+    const fromUrl = tokenSubject() ?? params.get('user');
     let stored = null;
     try {
         stored = localStorage.getItem('playhead.demo.user');
@@ -175,6 +190,7 @@ async function main() {
     page.client = createClient({
         ingestUrl: page.config.ingest_url,
         userId: page.userId,
+        token,
         onChange: onClientChange,
         maxBackoffMs: Number(params.get('max_backoff_ms')) || 60000,
     });
@@ -408,7 +424,7 @@ function releaseLease({ keepalive = false } = {}) {
     if (lease.state !== 'held') return; // denied, unsupported, error: nothing to give back
     lease.state = 'none';
     renderLease();
-    fetch(apiUrl(`${uPath()}/streams/${encodeURIComponent(page.sessionId)}`), { method: 'DELETE', keepalive }).catch(() => {});
+    fetch(apiUrl(`${uPath()}/streams/${encodeURIComponent(page.sessionId)}`), { method: 'DELETE', keepalive, headers: auth }).catch(() => {});
 }
 
 async function stopDevice(sessionId, button) {

@@ -86,6 +86,8 @@ const REQUESTS_PER_FLUSH = 100;
  * @param {Object} options
  * @param {string} options.ingestUrl  base URL of playhead-ingest, e.g. "http://127.0.0.1:8080"
  * @param {string} options.userId     the user whose positions are recorded (1–128 of [A-Za-z0-9._:@-])
+ * @param {string|null} [options.token=null]  a JWT sent as `Authorization: Bearer` (ingest in --auth=jwt
+ *        mode); none in --auth=dev mode
  * @param {Storage} [options.storage=localStorage]  where the queue lives (getItem/setItem/removeItem);
  *        if it throws (quota, privacy mode) the queue lives in memory and `lastError` says so
  * @param {typeof fetch} [options.fetch=globalThis.fetch]
@@ -106,6 +108,7 @@ export function createClient(options) {
     const {
         ingestUrl,
         userId,
+        token = null,
         storage = globalThis.localStorage,
         fetch = globalThis.fetch?.bind(globalThis),
         now = Date.now,
@@ -270,7 +273,7 @@ export function createClient(options) {
     async function post(batch, extra) {
         const init = {
             method: 'POST',
-            headers: { 'Content-Type': 'application/json' },
+            headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
             body: JSON.stringify(batch),
             ...extra,
         };

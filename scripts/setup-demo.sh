@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# setup-demo.sh — make the demo and its tests ready; called by scripts/setup.sh.
+# setup-demo.sh [--test] — make the demo (and with --test its tests) ready; called by scripts/setup.sh.
 #   demo/media/                 scripts/gen-demo-media.sh (ffmpeg, offline; skips files already there)
 #   demo/vendor/                uPlot from npm: (cd demo && npm ci && npm run vendor)
-#   tests/browser/node_modules  playwright-core from npm: (cd tests/browser && npm ci); the browser
+#   tests/browser/node_modules  --test: playwright-core from npm: (cd tests/browser && npm ci); the browser
 #                               is Debian's /usr/bin/chromium, nothing is downloaded besides npm packages
 # Idempotent and quick when done (well under a second, no network): `npm ci` runs only when a
 # folder's node_modules does not match its package-lock.json (a stamp records the lock it came
-# from), and vendor/ is copied only when it differs. Needs the packages of scripts/packages.txt;
+# from), and vendor/ is copied only when it differs. Needs the packages of scripts/packages.txt
+# (with --test, chromium from scripts/packages-test.txt);
 # installs Debian's npm if there is no npm at all (NodeSource's nodejs has its own, and conflicts
 # with Debian's npm package, which is why npm is not in packages.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+test=0
+for arg; do
+    case $arg in
+    --test) test=1 ;;
+    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+    esac
+done
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 t0=$EPOCHREALTIME
@@ -50,8 +58,10 @@ for f in uPlot.iife.min.js uPlot.min.css; do
     fi
 done
 
-npm_ci tests/browser playwright-core/package.json
-
 uplot=$(node -p 'require("./demo/node_modules/uplot/package.json").version')
-pw=$(node -p 'require("./tests/browser/node_modules/playwright-core/package.json").version')
-echo "setup-demo.sh: demo ready (media, uPlot $uplot, playwright-core $pw) in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }')" >&2
+pw=
+if ((test)); then
+    npm_ci tests/browser playwright-core/package.json
+    pw=", playwright-core $(node -p 'require("./tests/browser/node_modules/playwright-core/package.json").version')"
+fi
+echo "setup-demo.sh: demo ready (media, uPlot $uplot$pw) in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }')" >&2

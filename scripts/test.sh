@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh [PYTEST ARGS...] — run every playhead test and end with one line "N passed, N failed".
-# Builds ./build and ./build-asan (scripts/setup.sh --asan), runs the cmocka unit tests of both with
+# Does all set-up first (scripts/setup.sh --asan --test: Debian packages for running and testing,
+# Kafka, the schemathesis venv, ./build and ./build-asan), then runs the cmocka unit tests of both with
 # ctest, then the integration tests (tests/integration, pytest) against the sanitizer build.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k outage`. PH_SEED reproduces a run's randomness.
 set -euo pipefail
@@ -10,13 +11,6 @@ results=$(mktemp -d "${TMPDIR:-/tmp}/playhead-test.XXXXXX")
 trap 'rm -rf "$results"' EXIT
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
-
-# The python3 first on PATH (e.g. a pyenv one) may lack the Debian modules; take one that has them.
-py=
-for candidate in ${PYTHON:+"$PYTHON"} python3 /usr/bin/python3; do
-    if "$candidate" -c 'import pytest, redis, confluent_kafka' 2>/dev/null; then py=$candidate && break; fi
-done
-[[ -n $py ]] || { echo "test.sh: no python3 with pytest, redis and confluent_kafka; run scripts/setup.sh" >&2; exit 1; }
 
 # suite NAME CMD...: run one suite, which writes a JUnit report to $results/NAME.xml; a non-zero exit
 # is remembered so that a suite failing without a report (a crash, a build error) still counts.
@@ -28,7 +22,18 @@ suite() {
     ((rc == 0)) || echo "$rc" >"$results/$name.rc"
 }
 
-if scripts/setup.sh --asan; then
+# Set-up first (on a bare machine it installs everything, Python modules included), then the tools.
+if scripts/setup.sh --asan --test; then
+    # Debian's python3 has the modules set-up installed (python3-pytest, ...); the python3 first on
+    # PATH (e.g. a pyenv one) may not. $PYTHON overrides.
+    py=
+    for candidate in ${PYTHON:+"$PYTHON"} /usr/bin/python3 python3; do
+        if "$candidate" -c 'import pytest, redis, confluent_kafka' 2>/dev/null; then py=$candidate && break; fi
+    done
+    [[ -n $py ]] || { echo "test.sh: no python3 with pytest, redis and confluent_kafka after scripts/setup.sh" >&2; exit 1; }
+    # Tools the set-up installs for the tests (promtool, schemathesis) must be there: a test that
+    # would skip without one fails instead.
+    export PH_REQUIRE_TOOLS=1
     suite unit ctest --test-dir build --output-on-failure --output-junit "$results/unit.xml"
     suite unit-asan ctest --test-dir build-asan --output-on-failure --output-junit "$results/unit-asan.xml"
     suite integration env PH_BUILD_DIR=build-asan PH_TIMEOUT_MULT="${PH_TIMEOUT_MULT:-3}" \
@@ -39,6 +44,7 @@ else
     echo "test.sh: setup/build failed" >&2
     echo 1 >"$results/build.rc"
 fi
+[[ -n ${py:-} ]] || py=/usr/bin/python3
 
 # Sum the JUnit reports per test case (pytest reports a test that fails and then errors in teardown
 # twice); a suite that exited non-zero counts at least one failure.

@@ -131,6 +131,47 @@ int ph_http_query(h2o_req_t *req, const char *name, h2o_iovec_t *value)
     return ph_http_find_pair(q, len, '&', name, value);
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int ph_http_pct_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; ++i) {
+        char c = s[i];
+        if (c == '%') {
+            int hi, lo;
+            if (len - i < 3 || (hi = hex_value(s[i + 1])) < 0 || (lo = hex_value(s[i + 2])) < 0)
+                return -1;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (n == cap)
+            return -1;
+        out[n++] = c;
+    }
+    *out_len = n;
+    return 0;
+}
+
+int ph_http_query_decoded(h2o_req_t *req, const char *name, char *out, size_t cap, size_t *out_len)
+{
+    h2o_iovec_t raw;
+    if (!ph_http_query(req, name, &raw))
+        return 0;
+    return ph_http_pct_decode(raw.base, raw.len, out, cap, out_len) == 0 ? 1 : -1;
+}
+
 struct ph_req_guard_s {
     ph_req_link_t *link;
 };

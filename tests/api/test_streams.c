@@ -176,28 +176,12 @@ static void test_compat_body_user(void **state)
         assert_int_equal(ph_api_compat_body_user(bad[i], strlen(bad[i]), user, &len), -1);
 }
 
-static void test_pct_decode(void **state)
-{
-    (void)state;
-    char out[8];
-    size_t len = 0;
-    assert_int_equal(ph_api_pct_decode("a%40b%3ac", 9, out, sizeof(out), &len), 0);
-    assert_int_equal(len, 5);
-    assert_memory_equal(out, "a@b:c", 5);
-    assert_int_equal(ph_api_pct_decode("", 0, out, sizeof(out), &len), 0);
-    assert_int_equal(len, 0);
-    assert_int_equal(ph_api_pct_decode("12345678", 8, out, sizeof(out), &len), 0);
-    static const char *const bad[] = {"%", "a%4", "%zz", "%4g", "123456789", "12345678%41"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i)
-        assert_int_equal(ph_api_pct_decode(bad[i], strlen(bad[i]), out, sizeof(out), &len), -1);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_body_valid), cmocka_unit_test(test_start_body_invalid),
         cmocka_unit_test(test_active_json),      cmocka_unit_test(test_active_json_rejects_bad_shapes),
-        cmocka_unit_test(test_compat_body_user), cmocka_unit_test(test_pct_decode),
+        cmocka_unit_test(test_compat_body_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -486,3 +486,16 @@ test('onChange reports the queue length and the last error for a status line', a
     assert.match(last.lastError, /503/);
     assert.ok(last.retryAt > t.clock.t);
 });
+
+test('a token is sent as Authorization: Bearer; without one no Authorization header is sent', async () => {
+    for (const token of ['h.p.s', null]) {
+        const t = setup({ client: { autoFlush: false, token } });
+        t.client.record({ videoId: 'v1', position: 1 });
+        await t.client.flush();
+        assert.equal(t.fetch.calls.length, 1);
+        const { headers } = t.fetch.calls[0].init;
+        assert.equal(headers['Content-Type'], 'application/json');
+        assert.equal(headers.Authorization, token ? `Bearer ${token}` : undefined);
+        assert.ok(token || !('Authorization' in headers));
+    }
+});

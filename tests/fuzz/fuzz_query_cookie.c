@@ -4,7 +4,9 @@
  * header API (several Cookie headers, a path with a query string). The first byte picks the name
  * looked up; the rest, split at '\n', gives the Cookie headers and, last, the request path.
  * Every value found must lie inside its input, follow "<name>=" there, and hold no separator and no
- * trailing space; when nothing is found, no item of the list may carry that name.
+ * trailing space; when nothing is found, no item of the list may carry that name. The decoded query
+ * value (ph_http_query_decoded) is found exactly when the raw one is, is never longer, and equals it
+ * when the raw value holds no '%' or '+'.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -100,11 +102,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < req.headers.size; ++i)
             CHECK(!has_item(req.headers.entries[i].value.base, req.headers.entries[i].value.len, ';', name));
     }
+    char dec[64];
+    size_t dec_len = 0;
+    int decoded = ph_http_query_decoded(&req, name, dec, sizeof(dec), &dec_len);
     if (ph_http_query(&req, name, &v)) {
         CHECK(q != NULL);
         check_found(q + 1, (size_t)(end - q - 1), '&', name, v);
-    } else if (q != NULL) {
-        CHECK(!has_item(q + 1, (size_t)(end - q - 1), '&', name));
+        CHECK(decoded != 0);
+        if (decoded == 1)
+            CHECK(dec_len <= v.len);
+        if (v.len <= sizeof(dec) && memchr(v.base, '%', v.len) == NULL && memchr(v.base, '+', v.len) == NULL)
+            CHECK(decoded == 1 && dec_len == v.len && memcmp(dec, v.base, v.len) == 0);
+    } else {
+        CHECK(decoded == 0);
+        if (q != NULL)
+            CHECK(!has_item(q + 1, (size_t)(end - q - 1), '&', name));
     }
     h2o_mem_clear_pool(&req.pool);
     return 0;

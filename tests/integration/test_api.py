@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from harness import http, scaled, wait_until
+from harness import ROOT, http, scaled, wait_until
 
 TS = 1_700_000_000_000  # a fixed "now" in ms; the api never compares stored ts with its clock
 ID_RULE_OK = "Az09._:@-"
@@ -257,6 +257,31 @@ def test_compat_watching_bad_request(api_up, redis, query, cookie):
     seed(redis, "u1", "v1", TS, 1, 0)
     headers = {"Cookie": cookie} if cookie else {}
     assert_json_error(get(api_up, f"/watching{query}", headers=headers), 400)
+
+
+def test_compat_watching_percent_decodes_the_video_id(api_up, redis):
+    """The query value is form-decoded (as URLSearchParams encodes it): %3A and %40 are ':' and '@',
+    '+' is a space (not an id character); a broken escape is a 400, never a lookup."""
+    seed(redis, "u1", "tt01:s01e02", TS, 7.5, 0)
+    seed(redis, "u1", "a@b", TS, 8.5, 0)
+    cookie = {"Cookie": "user_id=u1"}
+    assert get(api_up, "/watching?video_id=tt01%3As01e02", headers=cookie)[::2] == (200, {"position": 7.5})
+    assert get(api_up, "/watching?video_id=tt01%3as01e02", headers=cookie)[::2] == (200, {"position": 7.5})
+    assert get(api_up, "/watching?video_id=tt01:s01e02", headers=cookie)[::2] == (200, {"position": 7.5})
+    assert get(api_up, "/watching?x=1&video_id=a%40b", headers=cookie)[::2] == (200, {"position": 8.5})
+    assert_json_error(get(api_up, "/watching?video_id=tt01%3Anope", headers=cookie), 404)
+    for bad in ["a+b", "a%20b", "%zz", "tt01%", "tt01%3", "%4g", "a%00b", "%" + "41" * 129]:
+        resp = get(api_up, f"/watching?video_id={bad}", headers=cookie)
+        assert_json_error(resp, 400)
+        assert "video_id" in resp[2]["error"], (bad, resp)
+
+
+def test_demo_redirects_keep_the_query_string(api, redis):
+    svc = api(demo_dir=str(ROOT / "demo"))
+    for path, to in [("/", "/demo/index.html"), ("/dashboard", "/demo/dashboard.html")]:
+        for query in ("", "?user=dave", "?user=dave&video=v1&autoplay=0"):
+            status, headers, _ = get(svc, path + query)
+            assert (status, headers["location"]) == (302, to + query), (path, query)
 
 
 # ---------------------------------------------------------------- Redis down, hung, recovering

@@ -107,6 +107,12 @@ def operations():
                 yield path, method, o
 
 
+def server_urls_of(services):
+    """The document's server URLs of these services (ingest :8080, api :8081, consumer :9464), in order."""
+    ports = {"ingest": ":8080", "api": ":8081", "consumer": ":9464"}
+    return [next(x["url"] for x in DOC["servers"] if x["url"].endswith(ports[s])) for s in services]
+
+
 def test_document_is_structurally_valid_openapi_3_1():
     assert DOC["openapi"] == "3.1.0"
     assert DOC["info"]["title"] and DOC["info"]["version"]
@@ -135,10 +141,7 @@ def test_document_is_structurally_valid_openapi_3_1():
             assert o.get("summary"), f"{what}: no summary"
             assert o["x-service"] and set(o["x-service"]) <= set(SERVICES), f"{what}: x-service {o.get('x-service')}"
             item_services += [s for s in o["x-service"] if s not in item_services]
-            assert [s["url"] for s in o["servers"]] == [
-                next(x["url"] for x in DOC["servers"] if x["url"].endswith(port))
-                for port in [{"ingest": ":8080", "api": ":8081", "consumer": ":9464"}[s] for s in o["x-service"]]
-            ], f"{what}: servers do not match x-service"
+            assert [s["url"] for s in o["servers"]] == server_urls_of(o["x-service"]), f"{what}: servers do not match x-service"
             assert set(o.get("tags", [])) <= tags, f"{what}: undeclared tag"
             for sec in o.get("security", DOC.get("security", [])):
                 assert set(sec) <= set(schemes), f"{what}: unknown security scheme"
@@ -169,6 +172,9 @@ def test_document_is_structurally_valid_openapi_3_1():
                 codes = set(o["responses"])
                 assert {"413", "415"} <= codes, f"{what}: a body route must document 413 and 415"
         assert item["x-service"] == item_services, f"{path}: x-service must be the union of its operations'"
+        # a path's own servers: every service serving it, so that a client (or schemathesis) that reads
+        # only path-level servers still sends each path to a service that has it
+        assert [s["url"] for s in item.get("servers", [])] == server_urls_of(item_services), f"{path}: path servers"
     assert None not in op_ids and len(op_ids) == len(set(op_ids)), "operationIds must be present and unique"
 
     # the event schema carries the exact validation rules

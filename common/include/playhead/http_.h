@@ -29,6 +29,13 @@ int ph_http_find_pair(const char *s, size_t len, char sep, const char *name, h2o
 int ph_http_cookie(h2o_req_t *req, const char *name, h2o_iovec_t *value);
 /* Finds query parameter `name` (not percent-decoded). Returns 1 and sets *value, or 0. */
 int ph_http_query(h2o_req_t *req, const char *name, h2o_iovec_t *value);
+/* Decodes a query value the way a form is encoded (URLSearchParams): "%XX" is the byte XX and '+'
+ * a space. Writes at most `cap` bytes to out and sets *out_len. Returns 0, or -1 for a broken
+ * escape ('%' not followed by two hex digits) or a result over `cap`. Pure; any thread. */
+int ph_http_pct_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len);
+/* Finds query parameter `name` and decodes it (ph_http_pct_decode) into out. Returns 1 when found
+ * and decoded, 0 when absent, -1 when present but not decodable into `cap` bytes. */
+int ph_http_query_decoded(h2o_req_t *req, const char *name, char *out, size_t cap, size_t *out_len);
 
 /* A weak reference to a request: `req` becomes NULL when h2o disposes the request (client gone).
  * Call ph_req_link before going asynchronous and ph_req_unlink before freeing the owner of the
