@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 # Pinned: schemathesis 3.x keeps the CLI the test drives (--hypothesis-seed, --checks all);
-# it runs on Debian's Python 3.11.
-REQUIREMENTS=(schemathesis==3.39.16)
+# it runs on Debian's Python 3.11. hypothesis 6.131 and later break it ("'many' object has no
+# attribute 'more'" while generating every case), so hypothesis is pinned below that.
+REQUIREMENTS=(schemathesis==3.39.16 hypothesis==6.130.13)
 VENV=${PLAYHEAD_CACHE:-$HOME/.cache/playhead}/venv
 stamp=$VENV/.playhead-requirements
 

@@ -1,7 +1,8 @@
 """schemathesis (PyPI; scripts/setup-venv.sh puts it in a venv) against the running stack: ingest,
 consumer and api in JWT mode, every check, each service's own operations taken from /openapi.json
 (by operationId, from each operation's `x-service`), bounded by --hypothesis-max-examples and seeded
-from PH_SEED. What it is not run on, and why, is in docs/openapi.md ("schemathesis")."""
+from PH_SEED. Nothing is excluded. Only the `generate` phase runs: the `explicit` (examples) phase
+of schemathesis 3.39 stops with an internal error on this document's header parameters."""
 
 import json
 import os
@@ -20,10 +21,6 @@ DOC = json.loads((ROOT / "docs" / "openapi.json").read_text())
 METHODS = {"get", "put", "post", "delete", "patch"}
 MAX_EXAMPLES = 8
 
-# Operations whose documented contract schemathesis cannot judge, each with the check it cannot
-# judge there; docs/openapi.md ("schemathesis") says why. Nothing broader is excluded.
-EXCLUDED = {}
-
 
 def operation_ids(service):
     return [o["operationId"] for item in DOC["paths"].values() for m, o in item.items()
@@ -37,9 +34,9 @@ def mint(user, *extra):
 
 def schemathesis(svc, service, token, tmp_path):
     argv = [str(SCHEMATHESIS), "run", f"{svc.url}/openapi.json", "--base-url", svc.url,
-            "--checks", "all", "--hypothesis-max-examples", str(MAX_EXAMPLES),
+            "--experimental", "openapi-3.1", "--checks", "all", "--hypothesis-max-examples", str(MAX_EXAMPLES),
             "--hypothesis-seed", str(SEED % 2**32), "--hypothesis-deadline", "None",
-            "--hypothesis-derandomize", "--request-timeout", str(int(harness.scaled(5) * 1000)),
+            "--hypothesis-derandomize", "--hypothesis-phases", "generate", "--request-timeout", str(int(harness.scaled(5) * 1000)),
             "--header", f"Authorization: Bearer {token}", "--no-color", "--show-trace",
             "--cassette-path", str(tmp_path / f"{service}.yaml")]
     for op in operation_ids(service):
