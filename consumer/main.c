@@ -1,7 +1,8 @@
 /*
  * playhead-consumer: reads position events from Kafka and applies them to Redis (last writer wins),
  * committing offsets only for what Redis has applied. This file parses the options and wires the
- * modules together: the Redis connection (common), the Kafka consumer (consume.c) and signals.
+ * modules together: the Redis connection (common), the Kafka consumer (consume.c), its metrics and
+ * their listener (stats.c) and signals.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -10,18 +11,14 @@
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
-#include <stdatomic.h>
 #include "playhead/config.h"
-#include "playhead/http_.h"
-#include "playhead/kafka_.h"
-#include "playhead/metrics.h"
-#include "playhead/server.h"
 #include "playhead/json_.h"
 #include "playhead/log.h"
 #include "playhead/redis_.h"
 #include "playhead/scripts.h"
 #include "consume.h"
 #include "replay.h"
+#include "stats.h"
 
 /* how long SIGTERM waits for the batch in hand before giving it up (Kafka then delivers it again) */
 #define STOP_GRACE_MS 10000
@@ -80,111 +77,9 @@ typedef struct app_s {
     uv_signal_t sigterm, sigint;
     ph_redis_t *redis;
     ph_consumer_t *consumer;
+    ph_stats_t *stats; /* the series, and the metrics listener when there is one */
     int signals;
-    /* the metrics listener: its own thread and loop, reading relaxed atomics and the lag table */
-    ph_metrics_t *metrics;
-    ph_consumer_metrics_t series;
-    ph_consumer_lag_t lag;
-    ph_kafka_watch_t *watch;
-    ph_server_t server;
-    pthread_t server_thread;
-    int server_started;
-    uv_timer_t sample_timer;
 } app_t;
-
-static app_t *app_of(ph_loop_t *loop)
-{
-    return loop->server->app;
-}
-
-static int handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
-{
-    (void)loop, (void)params;
-    static const char body[] = "{\"status\":\"ok\"}";
-    ph_http_send_json(req, 200, body, sizeof(body) - 1);
-    return 0;
-}
-
-static int handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
-{
-    (void)params;
-    app_t *app = app_of(loop);
-    int redis = atomic_load_explicit(&app->series.redis_up->value, memory_order_relaxed) == 1;
-    int kafka = ph_kafka_watch_ready(app->watch);
-    if (redis && kafka) {
-        static const char body[] = "{\"status\":\"ready\",\"kafka\":\"up\",\"redis\":\"up\"}";
-        ph_http_send_json(req, 200, body, sizeof(body) - 1);
-    } else {
-        ph_http_send_unavailable(req, 1,
-                                 !kafka ? "not ready: the Kafka topic is not reachable" : "not ready: Redis is not reachable");
-    }
-    return 0;
-}
-
-static const ph_route_t metrics_routes[] = {
-    {"GET", "/healthz", handle_healthz},
-    {"GET", "/readyz", handle_readyz},
-    {"GET", "/metrics", ph_server_handle_metrics},
-    {NULL, NULL, NULL},
-};
-
-static void collect_lag(ph_buf_t *out, void *arg)
-{
-    ph_consumer_lag_t *lag = arg;
-    pthread_mutex_lock(&lag->mutex);
-    for (size_t i = 0; i < lag->count; ++i)
-        ph_buf_printf(out, "playhead_consumer_lag{partition=\"%d\"} %lld\n", (int)lag->partition[i], (long long)lag->lag[i]);
-    pthread_mutex_unlock(&lag->mutex);
-}
-
-static void register_metrics(app_t *app)
-{
-    ph_metrics_t *m = app->metrics = ph_metrics_new();
-    ph_consumer_metrics_t *s = &app->series;
-    static const double batch_bounds[] = {1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000};
-    s->events_applied =
-        ph_metrics_counter(m, "playhead_consumer_events_applied_total", "Valid events in batches applied to Redis.", "");
-    s->events_coalesced =
-        ph_metrics_counter(m, "playhead_consumer_events_coalesced_total",
-                           "Events not sent to Redis because a newer event of the same key was in the batch.", "");
-    s->events_invalid = ph_metrics_counter(m, "playhead_consumer_events_invalid_total",
-                                           "Messages skipped because they are not valid position events.", "");
-    s->dlq = ph_metrics_counter(m, "playhead_consumer_dlq_total", "Messages sent to the dead-letter topic.", "");
-    s->batches = ph_metrics_counter(m, "playhead_consumer_batches_total", "Batches applied to Redis.", "");
-    s->redis_failures = ph_metrics_counter(m, "playhead_consumer_redis_errors_total",
-                                           "Batch attempts that failed in Redis (each is retried with backoff).", "");
-    s->batch_size = ph_metrics_histogram(m, "playhead_consumer_batch_size", "Messages per applied batch.", "", batch_bounds,
-                                         sizeof(batch_bounds) / sizeof(batch_bounds[0]));
-    s->apply_seconds =
-        ph_metrics_histogram(m, "playhead_consumer_apply_seconds", "Time from a batch's first apply attempt to its success.", "",
-                             PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
-    s->event_age = ph_metrics_histogram(m, "playhead_consumer_event_age_seconds",
-                                        "Age of each applied event when applied (now - received_at).", "", PH_LATENCY_BOUNDS,
-                                        PH_LATENCY_NBOUNDS);
-    s->redis_up = ph_metrics_gauge(m, "playhead_consumer_redis_up", "1 when the Redis connection is up.", "");
-    pthread_mutex_init(&app->lag.mutex, NULL);
-    ph_metrics_collector(m, "playhead_consumer_lag", "Messages behind the partition's end, per assigned partition.", "gauge",
-                         collect_lag, &app->lag);
-    ph_metrics_process(m);
-}
-
-/* Once a second on the consumer's loop: lag and Redis state for the metrics thread. */
-static void on_sample(uv_timer_t *timer)
-{
-    app_t *app = timer->data;
-    if (app->consumer != NULL)
-        ph_consumer_publish_lag(app->consumer);
-    ph_gauge_set(app->series.redis_up, app->redis != NULL && ph_redis_ready(app->redis));
-}
-
-static void *server_main(void *arg)
-{
-    app_t *app = arg;
-    char errstr[256];
-    if (ph_server_run(&app->server, errstr, sizeof(errstr)) != 0 && errstr[0] != '\0')
-        ph_log_str(PH_LOG_ERROR, "metrics listener failed", "error", errstr);
-    return NULL;
-}
 
 /* Hidden, for tests: --print-script NAME prints the Lua source the consumer loads into Redis. */
 static int print_script(int argc, char **argv)
@@ -223,8 +118,7 @@ static void on_consumer_stopped(ph_consumer_t *consumer, void *data)
 {
     app_t *app = data;
     (void)consumer;
-    if (app->server_started)
-        uv_close((uv_handle_t *)&app->sample_timer, NULL);
+    ph_stats_close(app->stats);
     /* runs the callbacks of replies still pending with NULL; the consumer ignores them now */
     ph_redis_free(app->redis);
     app->redis = NULL;
@@ -298,7 +192,7 @@ int main(int argc, char **argv)
     ph_log_init("consumer", level);
 
     uv_loop_init(&app.loop);
-    register_metrics(&app);
+    app.stats = ph_stats_new();
     app.redis =
         ph_redis_new(&app.loop, cfg.redis, (uint64_t)cfg.redis_timeout_ms, PH_SCRIPTS, PH_SCRIPT_COUNT, errstr, sizeof(errstr));
     if (app.redis == NULL) {
@@ -322,8 +216,7 @@ int main(int argc, char **argv)
         .replay_from = replay_from,
         .on_stopped = on_consumer_stopped,
         .data = &app,
-        .metrics = &app.series,
-        .lag = &app.lag,
+        .metrics = ph_stats_series(app.stats),
     };
     if ((app.consumer = ph_consumer_new(&app.loop, &ccfg, errstr, sizeof(errstr))) == NULL) {
         fprintf(stderr, "playhead-consumer: %s\n", errstr);
@@ -336,34 +229,14 @@ int main(int argc, char **argv)
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     log_started(&cfg, replay_from);
-    if (replay_from == PH_REPLAY_OFF && cfg.metrics_listen[0] != '\0') {
-        app.watch = ph_kafka_watch_start(ph_consumer_kafka(app.consumer), cfg.topic, 1000);
-        app.server = (ph_server_t){
-            .name = "consumer-metrics",
-            .listen = cfg.metrics_listen,
-            .threads = 1,
-            .max_body = 4096,
-            .shutdown_grace_ms = 2000,
-            .routes = metrics_routes,
-            .app = &app,
-            .metrics = app.metrics,
-            .cors_origins = cfg.cors_origins,
-        };
-        uv_timer_init(&app.loop, &app.sample_timer);
-        app.sample_timer.data = &app;
-        uv_timer_start(&app.sample_timer, on_sample, 0, 1000);
-        if (pthread_create(&app.server_thread, NULL, server_main, &app) != 0)
-            abort();
-        app.server_started = 1;
-    }
+    if (replay_from == PH_REPLAY_OFF && cfg.metrics_listen[0] != '\0' &&
+        ph_stats_start(app.stats, &app.loop, ph_consumer_kafka(app.consumer), app.redis, cfg.topic, cfg.metrics_listen,
+                       cfg.cors_origins, errstr, sizeof(errstr)) != 0)
+        abort(); /* a thread that cannot start: the process is out of resources */
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
     code = ph_consumer_failed(app.consumer) ? 1 : 0;
-    if (app.server_started) {
-        ph_server_stop(&app.server); /* already stopping when a signal stopped us */
-        pthread_join(app.server_thread, NULL);
-        ph_kafka_watch_stop(app.watch);
-    }
+    ph_stats_stop(app.stats);
     if (ph_consumer_free(app.consumer) != 0) {
         /* librdkafka is stuck on a lost broker: the kernel reclaims what it holds */
         ph_log_info("consumer stopped", "\"exit_code\":%d,\"kafka_torn_down\":false", code);
@@ -379,6 +252,6 @@ Exit_loop:
 Exit:
     for (size_t i = 0; i < cfg.kafka.count; ++i)
         free((char *)cfg.kafka.keys[i]);
-    ph_metrics_free(app.metrics);
+    ph_stats_free(app.stats);
     return code;
 }
