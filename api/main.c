@@ -45,7 +45,7 @@ static const ph_option_t options[] = {
 };
 
 static const ph_route_t routes[] = {
-    {"GET", "/healthz", ph_api_health},
+    {"GET", "/healthz", ph_server_handle_healthz},
     {"GET", "/v1/users/:user/positions/:video", ph_api_position_get},
     {"GET", "/v1/users/:user/continue-watching", ph_api_continue_watching_get},
     {"GET", "/watching", ph_api_compat_watching_get},

@@ -45,7 +45,7 @@ static const ph_option_t options[] = {
 static const ph_route_t routes[] = {
     {"POST", "/v1/positions", ph_handle_positions},
     {"POST", "/watching", ph_handle_compat_watching},
-    {"GET", "/healthz", ph_handle_healthz},
+    {"GET", "/healthz", ph_server_handle_healthz},
     {"GET", "/readyz", ph_handle_readyz},
     {"GET", "/metrics", ph_server_handle_metrics},
     {"GET", "/openapi.json", ph_server_handle_openapi},

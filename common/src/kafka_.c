@@ -280,14 +280,19 @@ void ph_kafka_errors_clear(ph_kafka_errors_t *errors)
     ph_log_info("kafka recovered", NULL);
 }
 
+ph_log_level_t ph_kafka_log_level(int level, const char *fac)
+{
+    return strcmp(fac, "FAIL") == 0 ? PH_LOG_DEBUG
+           : level <= 3             ? PH_LOG_ERROR
+           : level <= 4             ? PH_LOG_WARN
+           : level <= 6             ? PH_LOG_INFO
+                                    : PH_LOG_DEBUG;
+}
+
 void ph_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *text)
 {
     (void)rk;
-    ph_log_level_t ours = strcmp(fac, "FAIL") == 0 ? PH_LOG_DEBUG
-                          : level <= 3             ? PH_LOG_ERROR
-                          : level <= 4             ? PH_LOG_WARN
-                          : level <= 6             ? PH_LOG_INFO
-                                                   : PH_LOG_DEBUG;
+    ph_log_level_t ours = ph_kafka_log_level(level, fac);
     ph_buf_t b = {0};
     ph_buf_lit(&b, "\"facility\":");
     ph_buf_json_str(&b, fac, strlen(fac));

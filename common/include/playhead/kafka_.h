@@ -87,6 +87,8 @@ void ph_kafka_errors_clear(ph_kafka_errors_t *errors);
  * logged once per outage by ph_kafka_error, so librdkafka's own lines about them, repeated at every
  * reconnect, only show at debug level. */
 void ph_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *text);
+/* The mapping ph_kafka_on_log uses: our level for librdkafka's syslog `level` and facility. */
+ph_log_level_t ph_kafka_log_level(int level, const char *fac);
 
 /* Logs `msg` at info level with the topic and the partition numbers of `parts` (one topic). */
 void ph_kafka_log_partitions(const char *msg, const rd_kafka_topic_partition_list_t *parts);
