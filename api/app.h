@@ -30,7 +30,7 @@ typedef struct ph_api_config_s {
     const char *redis;
     long long redis_timeout_ms;
     long long threads; /* 0: one per core */
-    const char *log_level;
+    int log_level;     /* ph_log_level_t */
     long long max_body;
     const char *auth;
     const char *jwt_secret_file;

@@ -565,17 +565,16 @@ int ph_consumer_failed(const ph_consumer_t *c)
 
 /* ---------------------------------------------------------------- set-up and tear-down */
 
-static rd_kafka_conf_t *make_conf(ph_consumer_t *c, char *errstr, size_t errstr_size)
+rd_kafka_conf_t *ph_consumer_conf_new(const ph_consumer_config_t *cfg, char *errstr, size_t errstr_size)
 {
     /* what at-least-once rests on: offsets are stored by us after Redis applied them, and only
      * stored offsets are committed; a replay commits nothing: the group's offsets stay those of the
      * live consumers */
-    const char *const fixed[][2] = {{"enable.auto.offset.store", "false"},
-                                    {"enable.auto.commit", c->cfg.replay ? "false" : "true"}};
+    const char *const fixed[][2] = {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", cfg->replay ? "false" : "true"}};
     /* defaults, which -X may override */
     const char *const defaults[][2] = {
-        {"bootstrap.servers", c->cfg.brokers},
-        {"group.id", c->cfg.group},
+        {"bootstrap.servers", cfg->brokers},
+        {"group.id", cfg->group},
         {"client.id", "playhead-consumer"},
         {"auto.offset.reset", "earliest"},
         {"enable.partition.eof", "false"},
@@ -583,7 +582,7 @@ static rd_kafka_conf_t *make_conf(ph_consumer_t *c, char *errstr, size_t errstr_
          * restarted self gets no partitions until the old session expires */
         {"session.timeout.ms", "10000"},
     };
-    const ph_kafka_props_t *props = c->cfg.kafka_props;
+    const ph_kafka_props_t *props = cfg->kafka_props;
     for (size_t i = 0; props != NULL && i < props->count; ++i) {
         for (size_t j = 0; j < sizeof(fixed) / sizeof(fixed[0]); ++j) {
             if (strcmp(props->keys[i], fixed[j][0]) == 0) {
@@ -605,6 +604,14 @@ static rd_kafka_conf_t *make_conf(ph_consumer_t *c, char *errstr, size_t errstr_
             return NULL;
         }
     }
+    return conf;
+}
+
+static rd_kafka_conf_t *make_conf(ph_consumer_t *c, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = ph_consumer_conf_new(&c->cfg, errstr, errstr_size);
+    if (conf == NULL)
+        return NULL;
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_error_cb(conf, on_error);

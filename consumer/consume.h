@@ -67,6 +67,11 @@ typedef struct ph_consumer_config_s {
  * be planned. */
 ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg, char *errstr, size_t errstr_size);
 
+/* The consumer's Kafka configuration as ph_consumer_new builds it (brokers, group, kafka_props and
+ * replay of cfg are read), without callbacks: for --print-kafka-config. Returns the conf, owned by
+ * the caller, or NULL with errstr (a property librdkafka refuses, or one the consumer fixes). */
+rd_kafka_conf_t *ph_consumer_conf_new(const ph_consumer_config_t *cfg, char *errstr, size_t errstr_size);
+
 /* Stops taking batches; the batch in hand is finished (its offsets stored) if that happens within
  * stop_grace_ms, else dropped (Kafka delivers it again). on_stopped follows. Loop thread only. */
 void ph_consumer_stop(ph_consumer_t *consumer);

@@ -13,6 +13,7 @@
 #include <uv.h>
 #include "playhead/config.h"
 #include "playhead/json_.h"
+#include "playhead/kafka_.h"
 #include "playhead/log.h"
 #include "playhead/redis_.h"
 #include "playhead/scripts.h"
@@ -36,22 +37,38 @@ typedef struct config_s {
     long long row_max;
     long long batch_max;
     long long stream_lease_seconds;
-    const char *log_level;
+    int log_level; /* ph_log_level_t */
     const char *replay_from;
     const char *metrics_listen;
     const char *cors_origins;
+    int print_kafka_config;
+    const char *print_script;
     ph_kafka_props_t kafka;
 } config_t;
 
+/* --print-script NAME: the names of PH_SCRIPTS, in their order */
+static const char *const script_names[PH_SCRIPT_COUNT] = {
+    "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat"};
+
+static int valid_script(const char *name, char *why, size_t why_size)
+{
+    for (int i = 0; i < PH_SCRIPT_COUNT && name[0] != '\0'; ++i)
+        if (strcmp(name, script_names[i]) == 0)
+            return 0;
+    snprintf(why, why_size, "is not the name of a script (apply, row, stream_start, ...)");
+    return name[0] == '\0' ? 0 : -1;
+}
+
 static const ph_option_t options[] = {
-    {"brokers", PH_OPT_STR, "127.0.0.1:9092", 0, 0, offsetof(config_t, brokers), "Kafka bootstrap servers"},
-    {"topic", PH_OPT_STR, "playhead.positions", 0, 0, offsetof(config_t, topic), "Kafka topic of position events"},
+    {"brokers", PH_OPT_VALID(ph_option_valid_nonempty), "127.0.0.1:9092", 0, 0, offsetof(config_t, brokers),
+     "Kafka bootstrap servers"},
+    {"topic", PH_OPT_VALID(ph_option_valid_nonempty), "playhead.positions", 0, 0, offsetof(config_t, topic),
+     "Kafka topic of position events"},
     {"dlq-topic", PH_OPT_STR, "playhead.positions.dlq", 0, 0, offsetof(config_t, dlq_topic),
      "dead-letter topic: messages that are not valid events are copied there (with headers saying why and where "
      "from) before their offsets are committed; the topic must exist (\"\" disables it: they are skipped)"},
-    {"group", PH_OPT_STR, "playhead-consumer", 0, 0, offsetof(config_t, group), "Kafka consumer group"},
-    {"redis", PH_OPT_STR, "redis://127.0.0.1:6379", 0, 0, offsetof(config_t, redis),
-     "Redis URL redis://[:password@]host[:port][/db]"},
+    {"group", PH_OPT_VALID(ph_option_valid_nonempty), "playhead-consumer", 0, 0, offsetof(config_t, group), "Kafka consumer group"},
+    PH_OPTION_SHARED("redis", NULL, config_t, redis),
     {"redis-timeout-ms", PH_OPT_INT, "5000", 100, 600000, offsetof(config_t, redis_timeout_ms),
      "a Redis command not answered within this time fails, and its batch is retried"},
     {"ttl-seconds", PH_OPT_INT, "5184000", 1, 315360000, offsetof(config_t, ttl_seconds),
@@ -61,14 +78,20 @@ static const ph_option_t options[] = {
     {"batch-max", PH_OPT_INT, "5000", 1, 100000, offsetof(config_t, batch_max), "messages taken from Kafka per batch"},
     {"stream-lease-seconds", PH_OPT_INT, "90", 0, 86400, offsetof(config_t, stream_lease_seconds),
      "a position event with a session_id extends that stream's lease to this (the api's stream-lease-seconds); 0: never"},
-    {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(config_t, log_level), "debug, info, warn or error"},
-    {"replay-from", PH_OPT_STR, "", 0, 0, offsetof(config_t, replay_from),
+    PH_OPTION_SHARED("log-level", NULL, config_t, log_level),
+    {"replay-from", PH_OPT_VALID(ph_replay_valid_from), "", 0, 0, offsetof(config_t, replay_from),
      "rebuild Redis: replay the topic from 'earliest' or an RFC 3339 time (2024-05-01T12:00:00Z) up to its end "
      "at start, then exit; the group's offsets are not touched"},
-    {"metrics-listen", PH_OPT_STR, "127.0.0.1:9464", 0, 0, offsetof(config_t, metrics_listen),
+    {"metrics-listen", PH_OPT_VALID(ph_option_valid_hostport_or_empty), "127.0.0.1:9464", 0, 0, offsetof(config_t, metrics_listen),
      "HTTP address of /metrics, /healthz and /readyz (\"\" disables it; never in replay mode)"},
-    {"cors-origins", PH_OPT_STR, "http://127.0.0.1:8081,http://localhost:8081", 0, 0, offsetof(config_t, cors_origins),
-     "comma-separated origins allowed by CORS on the metrics port (the demo dashboard's origin by default)"},
+    /* on the metrics port, for the demo dashboard */
+    PH_OPTION_SHARED("cors-origins", "http://127.0.0.1:8081,http://localhost:8081", config_t, cors_origins),
+    {"print-kafka-config", PH_OPT_BOOL, "false", 0, 0, offsetof(config_t, print_kafka_config),
+     "print the Kafka consumer's configuration (built-in settings, then -X and PLAYHEAD_KAFKA_*) as key=value lines, "
+     "secrets redacted, and exit"},
+    {"print-script", PH_OPT_VALID(valid_script), "", 0, 0, offsetof(config_t, print_script),
+     "print the Lua source of the named script (apply, row, stream_start, stream_stop, stream_stop_oldest, stream_list, "
+     "heartbeat) as the programs load it into Redis, and exit"},
     PH_OPTIONS_END,
 };
 
@@ -81,20 +104,26 @@ typedef struct app_s {
     int signals;
 } app_t;
 
-/* Hidden, for tests: --print-script NAME prints the Lua source the consumer loads into Redis. */
-static int print_script(int argc, char **argv)
+/* --print-script, --print-kafka-config: prints and returns the exit code. */
+static int print_and_exit(const config_t *cfg, int64_t replay_from)
 {
-    static const char *const names[PH_SCRIPT_COUNT] = {
-        "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat"};
-    const char *name = strncmp(argv[1], "--print-script=", 15) == 0 ? argv[1] + 15 : argc > 2 ? argv[2] : "";
     for (int i = 0; i < PH_SCRIPT_COUNT; ++i) {
-        if (strcmp(name, names[i]) == 0) {
+        if (strcmp(cfg->print_script, script_names[i]) == 0) {
             fputs(PH_SCRIPTS[i], stdout);
-            return 0;
+            return fflush(stdout) == 0 ? 0 : 1;
         }
     }
-    fprintf(stderr, "playhead-consumer: --print-script: unknown script '%s'\n", name);
-    return 2;
+    char errstr[512];
+    ph_consumer_config_t ccfg = {
+        .brokers = cfg->brokers, .group = cfg->group, .kafka_props = &cfg->kafka, .replay = replay_from != PH_REPLAY_OFF};
+    rd_kafka_conf_t *conf = ph_consumer_conf_new(&ccfg, errstr, sizeof(errstr));
+    if (conf == NULL) {
+        fprintf(stderr, "playhead-consumer: %s\n", errstr);
+        return 2;
+    }
+    int code = ph_kafka_conf_print(conf, stdout) == 0 ? 0 : 1;
+    rd_kafka_conf_destroy(conf);
+    return code;
 }
 
 static void on_late_signal(int signum)
@@ -158,11 +187,7 @@ int main(int argc, char **argv)
     static config_t cfg;
     static app_t app;
     char errstr[512];
-    ph_log_level_t level;
     int code = 2;
-
-    if (argc > 1 && strncmp(argv[1], "--print-script", 14) == 0)
-        return print_script(argc, argv);
 
     switch (ph_config_parse(options, &cfg, &cfg.kafka, argc, argv, "playhead-consumer",
                             "Reads position events from Kafka and applies them to Redis (last writer wins).", errstr,
@@ -176,20 +201,13 @@ int main(int argc, char **argv)
     default:
         break;
     }
-    if (ph_log_level_parse(cfg.log_level, &level) != 0) {
-        fprintf(stderr, "playhead-consumer: option log-level: '%s' is not debug, info, warn or error\n", cfg.log_level);
-        goto Exit;
-    }
     int64_t replay_from;
-    if (ph_replay_parse_from(cfg.replay_from, &replay_from) != 0) {
-        fprintf(stderr, "playhead-consumer: option replay-from: '%s' is not 'earliest' or an RFC 3339 time\n", cfg.replay_from);
+    ph_replay_parse_from(cfg.replay_from, &replay_from); /* its validator took it */
+    if (cfg.print_script[0] != '\0' || cfg.print_kafka_config) {
+        code = print_and_exit(&cfg, replay_from);
         goto Exit;
     }
-    if (cfg.brokers[0] == '\0' || cfg.topic[0] == '\0' || cfg.group[0] == '\0') {
-        fprintf(stderr, "playhead-consumer: options brokers, topic and group must not be empty\n");
-        goto Exit;
-    }
-    ph_log_init("consumer", level);
+    ph_log_init("consumer", (ph_log_level_t)cfg.log_level);
 
     uv_loop_init(&app.loop);
     app.stats = ph_stats_new();

@@ -188,6 +188,15 @@ int ph_replay_done(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *ends)
     return done;
 }
 
+int ph_replay_valid_from(const char *s, char *why, size_t why_size)
+{
+    int64_t from;
+    if (ph_replay_parse_from(s, &from) == 0)
+        return 0;
+    snprintf(why, why_size, "is not 'earliest' or an RFC 3339 time");
+    return -1;
+}
+
 ph_replay_t *ph_replay_start(rd_kafka_t *rk, const char *topic, int64_t from, char *errstr, size_t errstr_size)
 {
     rd_kafka_topic_partition_list_t *assign = NULL;

@@ -7,6 +7,7 @@
 #ifndef PLAYHEAD_CONSUMER_REPLAY_H
 #define PLAYHEAD_CONSUMER_REPLAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <librdkafka/rdkafka.h>
 
@@ -17,6 +18,9 @@
  * such as 2024-05-01T12:00:00Z or 2024-05-01T14:00:00.250+02:00 (ms since the epoch, >= 0).
  * Returns 0 or -1. */
 int ph_replay_parse_from(const char *s, int64_t *from);
+
+/* The validator of --replay-from (ph_option_valid_fn): 0 when ph_replay_parse_from takes it. */
+int ph_replay_valid_from(const char *s, char *why, size_t why_size);
 
 /* The replay's plan, queried from the brokers (blocking, up to timeout_ms per request: call it
  * before the loop runs). *assign gets the partitions to read with their start offsets, *ends the

@@ -25,7 +25,7 @@ typedef struct ph_ingest_config_s {
     long long message_timeout_ms;
     long long threads;
     long long max_body;
-    const char *log_level;
+    int log_level; /* ph_log_level_t */
     const char *cors_origins;
     const char *auth;
     const char *jwt_secret_file;
