@@ -30,7 +30,7 @@ typedef struct ph_api_config_s {
     const char *redis;
     long long redis_timeout_ms;
     long long threads; /* 0: one per core */
-    const char *log_level;
+    int log_level;     /* ph_log_level_t */
     long long max_body;
     const char *auth;
     const char *jwt_secret_file;
@@ -103,6 +103,26 @@ ph_api_pending_t *ph_api_pending_new(ph_loop_t *loop, h2o_req_t *req, ph_api_rep
  * this returns); otherwise later, from the loop. Either way `p` belongs to the loop afterwards. */
 void ph_api_command(ph_api_pending_t *p, int argc, const char **argv, const size_t *argvlen);
 void ph_api_evalsha(ph_api_pending_t *p, size_t script, int numkeys, int argc, const char **argv, const size_t *argvlen);
+
+/* The prologue of a request about one user (request.c). */
+
+/* 1 when `id` is a valid id (ph_id_valid); else answers 400 "<field> must be " PH_ID_RULE and
+ * returns 0. */
+int ph_api_check_id(h2o_req_t *req, const char *field, const h2o_iovec_t *id);
+
+/* 1 when `user` is a valid id and the caller may `access` it; else 0 after answering (400, 401 or
+ * 403). */
+int ph_api_user_allowed(h2o_req_t *req, const h2o_iovec_t *user, ph_access_t access);
+
+/* A pending record for req (ph_api_pending_new) with `user` (a valid id) copied in. */
+ph_api_pending_t *ph_api_pending_for_user(ph_loop_t *loop, h2o_req_t *req, const h2o_iovec_t *user, ph_api_reply_fn on_reply);
+
+/* Both: the user is checked, then a pending record taken. Returns NULL after answering. */
+ph_api_pending_t *ph_api_begin_user(ph_loop_t *loop, h2o_req_t *req, const h2o_iovec_t *user, ph_access_t access,
+                                    ph_api_reply_fn on_reply);
+
+/* A script's reply of an unexpected shape: logs it (`what` names the script) and answers 500. */
+void ph_api_send_unexpected(ph_api_pending_t *p, h2o_req_t *req, const char *what, const redisReply *reply);
 
 /* How a reply is to be answered on the /v1 routes. */
 typedef enum {

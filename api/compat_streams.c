@@ -28,8 +28,6 @@
 #include "playhead/scripts.h"
 #include "playhead/time_.h"
 
-#define USER_RULE "1-128 characters of A-Z a-z 0-9 . _ : @ -"
-
 static long long limit_of(const ph_api_loop_t *app)
 {
     return ((const ph_api_t *)app->loop->server->app)->cfg.stream_limit;
@@ -71,13 +69,6 @@ static void send_quota_exceeded(ph_api_pending_t *p, h2o_req_t *req)
     send_message(p, req, 403, message, -1);
 }
 
-static void send_unexpected(ph_api_pending_t *p, h2o_req_t *req, const char *script, const redisReply *reply)
-{
-    ph_log_warn("unexpected reply from a stream script", "\"script\":\"%s\",\"user_id\":\"%s\",\"type\":%d", script, p->user,
-                reply->type);
-    ph_http_send_error(req, 500, "storage error");
-}
-
 /* The user named by the body, checked for `access`. Returns the pending record, or NULL after
  * answering. */
 static ph_api_pending_t *body_user_pending(ph_loop_t *loop, h2o_req_t *req, ph_access_t access, ph_api_reply_fn on_reply)
@@ -85,18 +76,10 @@ static ph_api_pending_t *body_user_pending(ph_loop_t *loop, h2o_req_t *req, ph_a
     char user[PH_ID_MAX + 1];
     size_t user_len;
     if (ph_api_compat_body_user(req->entity.base != NULL ? req->entity.base : "", req->entity.len, user, &user_len) != 0) {
-        ph_http_send_error(req, 400, "a JSON body {\"userId\": \"...\"} is required, userId being " USER_RULE);
+        ph_http_send_error(req, 400, "a JSON body {\"userId\": \"...\"} is required, userId being " PH_ID_RULE);
         return NULL;
     }
-    ph_identity_result_t who = ph_identity_check(req, user, user_len, access);
-    if (who != PH_ID_OK) {
-        ph_identity_reject(req, who);
-        return NULL;
-    }
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_reply);
-    memcpy(p->user, user, user_len + 1);
-    p->user_len = user_len;
-    return p;
+    return ph_api_begin_user(loop, req, &(h2o_iovec_t){user, user_len}, access, on_reply);
 }
 
 /* ---------------------------------------------------------------- POST: add a stream */
@@ -110,7 +93,7 @@ static void on_add_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *
     /* {code, session_id, expires_at, active as triples...} */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || (reply->elements - 3) % 3 != 0 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER) {
-        send_unexpected(p, req, "stream_start", reply);
+        ph_api_send_unexpected(p, req, "stream_start", reply);
         return;
     }
     switch (reply->element[0]->integer) {
@@ -122,7 +105,7 @@ static void on_add_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *
         send_quota_exceeded(p, req);
         break;
     default:
-        send_unexpected(p, req, "stream_start", reply);
+        ph_api_send_unexpected(p, req, "stream_start", reply);
     }
 }
 
@@ -161,7 +144,7 @@ static void on_remove_reply(ph_api_pending_t *p, h2o_req_t *req, const redisRepl
     /* {removed, live leases left} */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_INTEGER) {
-        send_unexpected(p, req, "stream_stop_oldest", reply);
+        ph_api_send_unexpected(p, req, "stream_stop_oldest", reply);
         return;
     }
     if (reply->element[0]->integer == 1)
@@ -191,7 +174,7 @@ static void on_check_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 3 != 0) {
-        send_unexpected(p, req, "stream_list", reply);
+        ph_api_send_unexpected(p, req, "stream_list", reply);
         return;
     }
     long long active = (long long)reply->elements / 3;
@@ -210,17 +193,12 @@ int ph_api_compat_streams_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t
     char user[PH_ID_MAX];
     size_t user_len;
     if (ph_http_query_decoded(req, "userId", user, sizeof(user), &user_len) != 1 || !ph_id_valid(user, user_len)) {
-        ph_http_send_error(req, 400, "query parameter userId is required (" USER_RULE ")");
+        ph_http_send_error(req, 400, "query parameter userId is required (" PH_ID_RULE ")");
         return 0;
     }
-    ph_identity_result_t who = ph_identity_check(req, user, user_len, PH_ACCESS_READ);
-    if (who != PH_ID_OK) {
-        ph_identity_reject(req, who);
+    ph_api_pending_t *p = ph_api_begin_user(loop, req, &(h2o_iovec_t){user, user_len}, PH_ACCESS_READ, on_check_reply);
+    if (p == NULL)
         return 0;
-    }
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_check_reply);
-    memcpy(p->user, user, user_len);
-    p->user[p->user_len = user_len] = '\0';
     ph_api_streams_evalsha(p, PH_SCRIPT_STREAM_LIST, 0, NULL, NULL);
     return 0;
 }

@@ -49,22 +49,16 @@ int ph_api_compat_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_
     size_t video_len;
 
     if (!ph_identity_cookie_user(req, &user) || !ph_id_valid(user.base, user.len)) {
-        ph_http_send_error(req, 400, "cookie user_id is required (1-128 characters of A-Z a-z 0-9 . _ : @ -)");
+        ph_http_send_error(req, 400, "cookie user_id is required (" PH_ID_RULE ")");
         return 0;
     }
     if (ph_http_query_decoded(req, "video_id", video, sizeof(video), &video_len) != 1 || !ph_id_valid(video, video_len)) {
-        ph_http_send_error(req, 400, "query parameter video_id is required (1-128 characters of A-Z a-z 0-9 . _ : @ -)");
+        ph_http_send_error(req, 400, "query parameter video_id is required (" PH_ID_RULE ")");
         return 0;
     }
-    ph_identity_result_t who = ph_identity_check(req, user.base, user.len, PH_ACCESS_READ);
-    if (who != PH_ID_OK) {
-        ph_identity_reject(req, who);
+    ph_api_pending_t *p = ph_api_begin_user(loop, req, &user, PH_ACCESS_READ, on_reply);
+    if (p == NULL)
         return 0;
-    }
-
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_reply);
-    memcpy(p->user, user.base, user.len);
-    p->user[p->user_len = user.len] = '\0';
     memcpy(p->video, video, video_len);
     p->video[p->video_len = video_len] = '\0';
     size_t key_len = ph_key(key, sizeof(key), PH_KEY_VIDEOS, p->user, p->user_len);

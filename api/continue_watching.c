@@ -85,8 +85,7 @@ static void on_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *repl
     }
     ph_buf_t *b = ph_api_out(p->app);
     if (ph_api_row_json(b, reply) < 0) {
-        ph_log_warn("unexpected reply from the row script", "\"user_id\":\"%s\",\"type\":%d", p->user, reply->type);
-        ph_http_send_error(req, 500, "storage error");
+        ph_api_send_unexpected(p, req, "row", reply);
         return;
     }
     ph_http_send_json(req, 200, b->data, b->len);
@@ -99,23 +98,15 @@ int ph_api_continue_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_param
     unsigned limit = PH_API_LIMIT_DEFAULT;
     char key_v[PH_KEY_MAX], key_r[PH_KEY_MAX], limit_buf[8];
 
-    if (!ph_id_valid(user->base, user->len)) {
-        ph_http_send_error(req, 400, "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+    if (!ph_api_check_id(req, "user_id", user))
         return 0;
-    }
     if (ph_http_query(req, "limit", &limit_arg) && ph_api_limit_parse(limit_arg.base, limit_arg.len, &limit) != 0) {
         ph_http_send_error(req, 400, "limit must be an integer from 1 to 100");
         return 0;
     }
-    ph_identity_result_t who = ph_identity_check(req, user->base, user->len, PH_ACCESS_READ);
-    if (who != PH_ID_OK) {
-        ph_identity_reject(req, who);
+    ph_api_pending_t *p = ph_api_begin_user(loop, req, user, PH_ACCESS_READ, on_reply);
+    if (p == NULL)
         return 0;
-    }
-
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_reply);
-    memcpy(p->user, user->base, user->len);
-    p->user[p->user_len = user->len] = '\0';
     size_t key_v_len = ph_key(key_v, sizeof(key_v), PH_KEY_VIDEOS, p->user, p->user_len);
     size_t key_r_len = ph_key(key_r, sizeof(key_r), PH_KEY_ROW, p->user, p->user_len);
     int limit_len = snprintf(limit_buf, sizeof(limit_buf), "%u", limit);

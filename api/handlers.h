@@ -13,9 +13,6 @@
 #include "playhead/keys.h"
 #include "playhead/server.h"
 
-/* GET /healthz (health.c): liveness only, 200 {"status":"ok"} whatever the state of Redis. */
-int ph_api_health(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
-
 /* GET /v1/users/:user/positions/:video (positions.c) */
 int ph_api_position_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 

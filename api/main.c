@@ -17,20 +17,17 @@
 #define PH_API_NAME "playhead-api"
 
 static const ph_option_t options[] = {
-    {"listen", PH_OPT_STR, "127.0.0.1:8081", 0, 0, offsetof(ph_api_t, cfg.listen), "HTTP listen address, host:port"},
-    {"redis", PH_OPT_STR, "redis://127.0.0.1:6379", 0, 0, offsetof(ph_api_t, cfg.redis),
-     "Redis URL, redis://[:password@]host[:port][/db]"},
+    PH_OPTION_SHARED("listen", "127.0.0.1:8081", ph_api_t, cfg.listen),
+    PH_OPTION_SHARED("redis", NULL, ph_api_t, cfg.redis),
     {"redis-timeout-ms", PH_OPT_INT, "1000", 1, 600000, offsetof(ph_api_t, cfg.redis_timeout_ms),
      "how long a Redis command may take before the request is answered 503"},
-    {"threads", PH_OPT_INT, "0", 0, 1024, offsetof(ph_api_t, cfg.threads), "event loops (threads); 0 means one per core"},
-    {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(ph_api_t, cfg.log_level), "debug, info, warn or error"},
-    {"max-body", PH_OPT_INT, "1048576", 0, 1073741824, offsetof(ph_api_t, cfg.max_body), "largest request body accepted, bytes"},
-    {"auth", PH_OPT_STR, "jwt", 0, 0, offsetof(ph_api_t, cfg.auth),
-     "jwt (HS256 bearer tokens; secret from PLAYHEAD_JWT_SECRET or jwt-secret-file) or dev (trust the request's user)"},
-    {"jwt-secret-file", PH_OPT_STR, "", 0, 0, offsetof(ph_api_t, cfg.jwt_secret_file),
-     "file holding the JWT secret (when PLAYHEAD_JWT_SECRET is not set)"},
-    {"cors-origins", PH_OPT_STR, "", 0, 0, offsetof(ph_api_t, cfg.cors_origins),
-     "comma-separated origins allowed by CORS; \"\" for none (the demo is same-origin)"},
+    PH_OPTION_SHARED("threads", NULL, ph_api_t, cfg.threads),
+    PH_OPTION_SHARED("log-level", NULL, ph_api_t, cfg.log_level),
+    PH_OPTION_SHARED("max-body", NULL, ph_api_t, cfg.max_body),
+    PH_OPTION_SHARED("auth", NULL, ph_api_t, cfg.auth),
+    PH_OPTION_SHARED("jwt-secret-file", NULL, ph_api_t, cfg.jwt_secret_file),
+    /* the demo is same-origin */
+    PH_OPTION_SHARED("cors-origins", "", ph_api_t, cfg.cors_origins),
     {"demo-dir", PH_OPT_STR, "", 0, 0, offsetof(ph_api_t, cfg.demo_dir),
      "serve the demo player from this folder at /demo/ (/ and /dashboard redirect there); \"\" disables it"},
     {"demo-ingest-url", PH_OPT_STR, "http://127.0.0.1:8080", 0, 0, offsetof(ph_api_t, cfg.demo_ingest_url),
@@ -45,7 +42,7 @@ static const ph_option_t options[] = {
 };
 
 static const ph_route_t routes[] = {
-    {"GET", "/healthz", ph_api_health},
+    {"GET", "/healthz", ph_server_handle_healthz},
     {"GET", "/v1/users/:user/positions/:video", ph_api_position_get},
     {"GET", "/v1/users/:user/continue-watching", ph_api_continue_watching_get},
     {"GET", "/watching", ph_api_compat_watching_get},
@@ -68,8 +65,6 @@ int main(int argc, char **argv)
 {
     static ph_api_t api;
     const ph_api_config_t *cfgp = &api.cfg;
-    ph_log_level_t level;
-    ph_redis_url_t url;
     char errstr[512] = "";
 
     switch (ph_config_parse(options, &api, NULL, argc, argv, PH_API_NAME,
@@ -83,24 +78,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", PH_API_NAME, errstr);
         return 2;
     }
-    if (ph_log_level_parse(cfgp->log_level, &level) != 0) {
-        fprintf(stderr, "%s: option log-level: '%s' is not one of debug, info, warn, error\n", PH_API_NAME, cfgp->log_level);
-        return 2;
-    }
-    char host[256];
-    int port;
-    /* checked here: getaddrinfo would take port 99999 as 34463 (modulo 65536) and listen there */
-    if (ph_parse_hostport(cfgp->listen, host, sizeof(host), &port) != 0) {
-        fprintf(stderr, "%s: option listen: '%s' is not host:port (port 1..65535)\n", PH_API_NAME, cfgp->listen);
-        return 2;
-    }
-    /* checked here so that a bad URL stops the start instead of failing in every loop */
-    if (ph_redis_url_parse(cfgp->redis, &url) != 0) {
-        fprintf(stderr, "%s: option redis: '%s' is not a Redis URL (redis://[:password@]host[:port][/db])\n", PH_API_NAME,
-                cfgp->redis);
-        return 2;
-    }
-    ph_log_init(PH_API_NAME, level);
+    ph_log_init(PH_API_NAME, (ph_log_level_t)cfgp->log_level);
     if (ph_auth_init(&api.auth, cfgp->auth, cfgp->jwt_secret_file, errstr, sizeof(errstr)) != 0) {
         fprintf(stderr, "%s: %s\n", PH_API_NAME, errstr);
         return 2;

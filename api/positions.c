@@ -60,23 +60,11 @@ int ph_api_position_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
     const h2o_iovec_t *user = &params->values[0], *video = &params->values[1];
     char key[PH_KEY_MAX];
 
-    if (!ph_id_valid(user->base, user->len)) {
-        ph_http_send_error(req, 400, "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+    if (!ph_api_check_id(req, "user_id", user) || !ph_api_check_id(req, "video_id", video))
         return 0;
-    }
-    if (!ph_id_valid(video->base, video->len)) {
-        ph_http_send_error(req, 400, "video_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+    ph_api_pending_t *p = ph_api_begin_user(loop, req, user, PH_ACCESS_READ, on_reply);
+    if (p == NULL)
         return 0;
-    }
-    ph_identity_result_t who = ph_identity_check(req, user->base, user->len, PH_ACCESS_READ);
-    if (who != PH_ID_OK) {
-        ph_identity_reject(req, who);
-        return 0;
-    }
-
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_reply);
-    memcpy(p->user, user->base, user->len);
-    p->user[p->user_len = user->len] = '\0';
     memcpy(p->video, video->base, video->len);
     p->video[p->video_len = video->len] = '\0';
     size_t key_len = ph_key(key, sizeof(key), PH_KEY_VIDEOS, p->user, p->user_len);

@@ -19,8 +19,6 @@
 #include "playhead/log.h"
 #include "playhead/scripts.h"
 
-#define ID_RULE "1-128 characters of A-Z a-z 0-9 . _ : @ -"
-
 static const ph_api_config_t *config_of(const ph_api_loop_t *app)
 {
     return &((const ph_api_t *)app->loop->server->app)->cfg;
@@ -46,7 +44,7 @@ int ph_api_stream_start_parse(const char *body, size_t len, ph_api_stream_start_
         goto Exit;
     }
     if (!cJSON_IsString(sid) || !ph_id_valid(sid->valuestring, strlen(sid->valuestring))) {
-        *errmsg = "session_id must be a string of " ID_RULE;
+        *errmsg = "session_id must be a string of " PH_ID_RULE;
         goto Exit;
     }
     const cJSON *dev = cJSON_GetObjectItemCaseSensitive(root, "device");
@@ -167,35 +165,6 @@ void ph_api_stream_start_send(ph_api_pending_t *p, const char *session, size_t s
     ph_api_streams_evalsha(p, PH_SCRIPT_STREAM_START, 4, argv, argvlen);
 }
 
-/* Copies the user of the path into p. */
-static void set_user(ph_api_pending_t *p, const h2o_iovec_t *user)
-{
-    memcpy(p->user, user->base, user->len);
-    p->user[p->user_len = user->len] = '\0';
-}
-
-/* Checks the path's user id and the caller's right to `access` it. Returns 1, or 0 after answering. */
-static int user_allowed(h2o_req_t *req, const h2o_iovec_t *user, ph_access_t access)
-{
-    if (!ph_id_valid(user->base, user->len)) {
-        ph_http_send_error(req, 400, "user_id must be " ID_RULE);
-        return 0;
-    }
-    ph_identity_result_t who = ph_identity_check(req, user->base, user->len, access);
-    if (who != PH_ID_OK) {
-        ph_identity_reject(req, who);
-        return 0;
-    }
-    return 1;
-}
-
-static void send_unexpected(ph_api_pending_t *p, h2o_req_t *req, const char *script, const redisReply *reply)
-{
-    ph_log_warn("unexpected reply from a stream script", "\"script\":\"%s\",\"user_id\":\"%s\",\"type\":%d", script, p->user,
-                reply->type);
-    ph_http_send_error(req, 500, "storage error");
-}
-
 /* ---------------------------------------------------------------- POST */
 
 static void on_start_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
@@ -207,7 +176,7 @@ static void on_start_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply
     /* {code, session_id, expires_at, active...} */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_STRING || reply->element[2]->type != REDIS_REPLY_INTEGER) {
-        send_unexpected(p, req, "stream_start", reply);
+        ph_api_send_unexpected(p, req, "stream_start", reply);
         return;
     }
     long long code = reply->element[0]->integer, limit = config_of(p->app)->stream_limit;
@@ -219,11 +188,11 @@ static void on_start_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply
         ph_buf_json_str(b, reply->element[1]->str, reply->element[1]->len);
         ph_buf_printf(b, ",\"expires_at\":%lld,\"active\":", reply->element[2]->integer);
     } else {
-        send_unexpected(p, req, "stream_start", reply);
+        ph_api_send_unexpected(p, req, "stream_start", reply);
         return;
     }
     if (ph_api_streams_active_json(b, reply, 3) < 0) {
-        send_unexpected(p, req, "stream_start", reply);
+        ph_api_send_unexpected(p, req, "stream_start", reply);
         return;
     }
     if (code == 429)
@@ -237,14 +206,13 @@ int ph_api_streams_post(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
 {
     ph_api_stream_start_t start;
     const char *errmsg = NULL;
-    if (!user_allowed(req, &params->values[0], PH_ACCESS_WRITE))
+    if (!ph_api_user_allowed(req, &params->values[0], PH_ACCESS_WRITE))
         return 0;
     if (ph_api_stream_start_parse(req->entity.base != NULL ? req->entity.base : "", req->entity.len, &start, &errmsg) != 0) {
         ph_http_send_error(req, 400, errmsg);
         return 0;
     }
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_start_reply);
-    set_user(p, &params->values[0]);
+    ph_api_pending_t *p = ph_api_pending_for_user(loop, req, &params->values[0], on_start_reply);
     ph_api_stream_start_send(p, start.session_id, start.session_id_len, start.device, start.device_len);
     return 0;
 }
@@ -260,7 +228,7 @@ static void on_list_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply 
     ph_buf_t *b = ph_api_out(p->app);
     ph_buf_printf(b, "{\"limit\":%lld,\"active\":", config_of(p->app)->stream_limit);
     if (ph_api_streams_active_json(b, reply, 0) < 0) {
-        send_unexpected(p, req, "stream_list", reply);
+        ph_api_send_unexpected(p, req, "stream_list", reply);
         return;
     }
     ph_buf_lit(b, "}");
@@ -269,10 +237,9 @@ static void on_list_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply 
 
 int ph_api_streams_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
-    if (!user_allowed(req, &params->values[0], PH_ACCESS_READ))
+    if (!ph_api_user_allowed(req, &params->values[0], PH_ACCESS_READ))
         return 0;
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_list_reply);
-    set_user(p, &params->values[0]);
+    ph_api_pending_t *p = ph_api_pending_for_user(loop, req, &params->values[0], on_list_reply);
     ph_api_streams_evalsha(p, PH_SCRIPT_STREAM_LIST, 0, NULL, NULL);
     return 0;
 }
@@ -286,7 +253,7 @@ static void on_stop_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply 
         return;
     }
     if (reply->type != REDIS_REPLY_INTEGER) {
-        send_unexpected(p, req, "stream_stop", reply);
+        ph_api_send_unexpected(p, req, "stream_stop", reply);
         return;
     }
     if (reply->integer == 1)
@@ -298,14 +265,11 @@ static void on_stop_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply 
 int ph_api_streams_delete(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     const h2o_iovec_t *session = &params->values[1];
-    if (!user_allowed(req, &params->values[0], PH_ACCESS_WRITE))
+    if (!ph_api_user_allowed(req, &params->values[0], PH_ACCESS_WRITE))
         return 0;
-    if (!ph_id_valid(session->base, session->len)) {
-        ph_http_send_error(req, 400, "session_id must be " ID_RULE);
+    if (!ph_api_check_id(req, "session_id", session))
         return 0;
-    }
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_stop_reply);
-    set_user(p, &params->values[0]);
+    ph_api_pending_t *p = ph_api_pending_for_user(loop, req, &params->values[0], on_stop_reply);
     const char *argv[] = {session->base};
     const size_t argvlen[] = {session->len};
     ph_api_streams_evalsha(p, PH_SCRIPT_STREAM_STOP, 1, argv, argvlen);

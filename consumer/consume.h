@@ -9,7 +9,6 @@
 #ifndef PLAYHEAD_CONSUMER_CONSUME_H
 #define PLAYHEAD_CONSUMER_CONSUME_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -40,15 +39,6 @@ typedef struct ph_consumer_metrics_s {
     ph_gauge_t *redis_up, *kafka_up; /* 1/0, for readiness */
 } ph_consumer_metrics_t;
 
-/* Lag per assigned partition, published by the loop once a second for another thread to read. */
-#define PH_CONSUMER_LAG_MAX 256
-typedef struct ph_consumer_lag_s {
-    pthread_mutex_t mutex;
-    size_t count;
-    int32_t partition[PH_CONSUMER_LAG_MAX];
-    int64_t lag[PH_CONSUMER_LAG_MAX];
-} ph_consumer_lag_t;
-
 typedef struct ph_consumer_config_s {
     const char *brokers; /* bootstrap.servers */
     const char *topic;
@@ -67,7 +57,6 @@ typedef struct ph_consumer_config_s {
     ph_consumer_stopped_cb on_stopped;
     void *data;
     const ph_consumer_metrics_t *metrics; /* may be NULL */
-    ph_consumer_lag_t *lag;               /* may be NULL */
 } ph_consumer_config_t;
 
 /* Creates the Kafka consumer, subscribes and starts serving it on `loop`. In replay mode it
@@ -78,12 +67,15 @@ typedef struct ph_consumer_config_s {
  * be planned. */
 ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg, char *errstr, size_t errstr_size);
 
+/* The consumer's Kafka configuration as ph_consumer_new builds it (brokers, group, kafka_props and
+ * replay of cfg are read), without callbacks: for --print-kafka-config. Returns the conf, owned by
+ * the caller, or NULL with errstr (a property librdkafka refuses, or one the consumer fixes). */
+rd_kafka_conf_t *ph_consumer_conf_new(const ph_consumer_config_t *cfg, char *errstr, size_t errstr_size);
+
 /* Stops taking batches; the batch in hand is finished (its offsets stored) if that happens within
  * stop_grace_ms, else dropped (Kafka delivers it again). on_stopped follows. Loop thread only. */
 void ph_consumer_stop(ph_consumer_t *consumer);
 
-/* Publishes the lag of every assigned partition into cfg.lag. Loop thread only. */
-void ph_consumer_publish_lag(ph_consumer_t *consumer);
 /* The librdkafka handle (thread-safe calls only, e.g. for a readiness probe). */
 rd_kafka_t *ph_consumer_kafka(ph_consumer_t *consumer);
 

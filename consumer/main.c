@@ -1,7 +1,8 @@
 /*
  * playhead-consumer: reads position events from Kafka and applies them to Redis (last writer wins),
  * committing offsets only for what Redis has applied. This file parses the options and wires the
- * modules together: the Redis connection (common), the Kafka consumer (consume.c) and signals.
+ * modules together: the Redis connection (common), the Kafka consumer (consume.c), its metrics and
+ * their listener (stats.c) and signals.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -10,18 +11,15 @@
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
-#include <stdatomic.h>
 #include "playhead/config.h"
-#include "playhead/http_.h"
-#include "playhead/kafka_.h"
-#include "playhead/metrics.h"
-#include "playhead/server.h"
 #include "playhead/json_.h"
+#include "playhead/kafka_.h"
 #include "playhead/log.h"
 #include "playhead/redis_.h"
 #include "playhead/scripts.h"
 #include "consume.h"
 #include "replay.h"
+#include "stats.h"
 
 /* how long SIGTERM waits for the batch in hand before giving it up (Kafka then delivers it again) */
 #define STOP_GRACE_MS 10000
@@ -39,22 +37,38 @@ typedef struct config_s {
     long long row_max;
     long long batch_max;
     long long stream_lease_seconds;
-    const char *log_level;
+    int log_level; /* ph_log_level_t */
     const char *replay_from;
     const char *metrics_listen;
     const char *cors_origins;
+    int print_kafka_config;
+    const char *print_script;
     ph_kafka_props_t kafka;
 } config_t;
 
+/* --print-script NAME: the names of PH_SCRIPTS, in their order */
+static const char *const script_names[PH_SCRIPT_COUNT] = {
+    "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat"};
+
+static int valid_script(const char *name, char *why, size_t why_size)
+{
+    for (int i = 0; i < PH_SCRIPT_COUNT && name[0] != '\0'; ++i)
+        if (strcmp(name, script_names[i]) == 0)
+            return 0;
+    snprintf(why, why_size, "is not the name of a script (apply, row, stream_start, ...)");
+    return name[0] == '\0' ? 0 : -1;
+}
+
 static const ph_option_t options[] = {
-    {"brokers", PH_OPT_STR, "127.0.0.1:9092", 0, 0, offsetof(config_t, brokers), "Kafka bootstrap servers"},
-    {"topic", PH_OPT_STR, "playhead.positions", 0, 0, offsetof(config_t, topic), "Kafka topic of position events"},
+    {"brokers", PH_OPT_VALID(ph_option_valid_nonempty), "127.0.0.1:9092", 0, 0, offsetof(config_t, brokers),
+     "Kafka bootstrap servers"},
+    {"topic", PH_OPT_VALID(ph_option_valid_nonempty), "playhead.positions", 0, 0, offsetof(config_t, topic),
+     "Kafka topic of position events"},
     {"dlq-topic", PH_OPT_STR, "playhead.positions.dlq", 0, 0, offsetof(config_t, dlq_topic),
      "dead-letter topic: messages that are not valid events are copied there (with headers saying why and where "
      "from) before their offsets are committed; the topic must exist (\"\" disables it: they are skipped)"},
-    {"group", PH_OPT_STR, "playhead-consumer", 0, 0, offsetof(config_t, group), "Kafka consumer group"},
-    {"redis", PH_OPT_STR, "redis://127.0.0.1:6379", 0, 0, offsetof(config_t, redis),
-     "Redis URL redis://[:password@]host[:port][/db]"},
+    {"group", PH_OPT_VALID(ph_option_valid_nonempty), "playhead-consumer", 0, 0, offsetof(config_t, group), "Kafka consumer group"},
+    PH_OPTION_SHARED("redis", NULL, config_t, redis),
     {"redis-timeout-ms", PH_OPT_INT, "5000", 100, 600000, offsetof(config_t, redis_timeout_ms),
      "a Redis command not answered within this time fails, and its batch is retried"},
     {"ttl-seconds", PH_OPT_INT, "5184000", 1, 315360000, offsetof(config_t, ttl_seconds),
@@ -64,14 +78,20 @@ static const ph_option_t options[] = {
     {"batch-max", PH_OPT_INT, "5000", 1, 100000, offsetof(config_t, batch_max), "messages taken from Kafka per batch"},
     {"stream-lease-seconds", PH_OPT_INT, "90", 0, 86400, offsetof(config_t, stream_lease_seconds),
      "a position event with a session_id extends that stream's lease to this (the api's stream-lease-seconds); 0: never"},
-    {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(config_t, log_level), "debug, info, warn or error"},
-    {"replay-from", PH_OPT_STR, "", 0, 0, offsetof(config_t, replay_from),
+    PH_OPTION_SHARED("log-level", NULL, config_t, log_level),
+    {"replay-from", PH_OPT_VALID(ph_replay_valid_from), "", 0, 0, offsetof(config_t, replay_from),
      "rebuild Redis: replay the topic from 'earliest' or an RFC 3339 time (2024-05-01T12:00:00Z) up to its end "
      "at start, then exit; the group's offsets are not touched"},
-    {"metrics-listen", PH_OPT_STR, "127.0.0.1:9464", 0, 0, offsetof(config_t, metrics_listen),
+    {"metrics-listen", PH_OPT_VALID(ph_option_valid_hostport_or_empty), "127.0.0.1:9464", 0, 0, offsetof(config_t, metrics_listen),
      "HTTP address of /metrics, /healthz and /readyz (\"\" disables it; never in replay mode)"},
-    {"cors-origins", PH_OPT_STR, "http://127.0.0.1:8081,http://localhost:8081", 0, 0, offsetof(config_t, cors_origins),
-     "comma-separated origins allowed by CORS on the metrics port (the demo dashboard's origin by default)"},
+    /* on the metrics port, for the demo dashboard */
+    PH_OPTION_SHARED("cors-origins", "http://127.0.0.1:8081,http://localhost:8081", config_t, cors_origins),
+    {"print-kafka-config", PH_OPT_BOOL, "false", 0, 0, offsetof(config_t, print_kafka_config),
+     "print the Kafka consumer's configuration (built-in settings, then -X and PLAYHEAD_KAFKA_*) as key=value lines, "
+     "secrets redacted, and exit"},
+    {"print-script", PH_OPT_VALID(valid_script), "", 0, 0, offsetof(config_t, print_script),
+     "print the Lua source of the named script (apply, row, stream_start, stream_stop, stream_stop_oldest, stream_list, "
+     "heartbeat) as the programs load it into Redis, and exit"},
     PH_OPTIONS_END,
 };
 
@@ -80,126 +100,30 @@ typedef struct app_s {
     uv_signal_t sigterm, sigint;
     ph_redis_t *redis;
     ph_consumer_t *consumer;
+    ph_stats_t *stats; /* the series, and the metrics listener when there is one */
     int signals;
-    /* the metrics listener: its own thread and loop, reading relaxed atomics and the lag table */
-    ph_metrics_t *metrics;
-    ph_consumer_metrics_t series;
-    ph_consumer_lag_t lag;
-    ph_kafka_watch_t *watch;
-    ph_server_t server;
-    pthread_t server_thread;
-    int server_started;
-    uv_timer_t sample_timer;
 } app_t;
 
-static app_t *app_of(ph_loop_t *loop)
+/* --print-script, --print-kafka-config: prints and returns the exit code. */
+static int print_and_exit(const config_t *cfg, int64_t replay_from)
 {
-    return loop->server->app;
-}
-
-static int handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
-{
-    (void)loop, (void)params;
-    static const char body[] = "{\"status\":\"ok\"}";
-    ph_http_send_json(req, 200, body, sizeof(body) - 1);
-    return 0;
-}
-
-static int handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
-{
-    (void)params;
-    app_t *app = app_of(loop);
-    int redis = atomic_load_explicit(&app->series.redis_up->value, memory_order_relaxed) == 1;
-    int kafka = ph_kafka_watch_ready(app->watch);
-    if (redis && kafka) {
-        static const char body[] = "{\"status\":\"ready\",\"kafka\":\"up\",\"redis\":\"up\"}";
-        ph_http_send_json(req, 200, body, sizeof(body) - 1);
-    } else {
-        ph_http_send_unavailable(req, 1,
-                                 !kafka ? "not ready: the Kafka topic is not reachable" : "not ready: Redis is not reachable");
-    }
-    return 0;
-}
-
-static const ph_route_t metrics_routes[] = {
-    {"GET", "/healthz", handle_healthz},
-    {"GET", "/readyz", handle_readyz},
-    {"GET", "/metrics", ph_server_handle_metrics},
-    {NULL, NULL, NULL},
-};
-
-static void collect_lag(ph_buf_t *out, void *arg)
-{
-    ph_consumer_lag_t *lag = arg;
-    pthread_mutex_lock(&lag->mutex);
-    for (size_t i = 0; i < lag->count; ++i)
-        ph_buf_printf(out, "playhead_consumer_lag{partition=\"%d\"} %lld\n", (int)lag->partition[i], (long long)lag->lag[i]);
-    pthread_mutex_unlock(&lag->mutex);
-}
-
-static void register_metrics(app_t *app)
-{
-    ph_metrics_t *m = app->metrics = ph_metrics_new();
-    ph_consumer_metrics_t *s = &app->series;
-    static const double batch_bounds[] = {1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000};
-    s->events_applied =
-        ph_metrics_counter(m, "playhead_consumer_events_applied_total", "Valid events in batches applied to Redis.", "");
-    s->events_coalesced =
-        ph_metrics_counter(m, "playhead_consumer_events_coalesced_total",
-                           "Events not sent to Redis because a newer event of the same key was in the batch.", "");
-    s->events_invalid = ph_metrics_counter(m, "playhead_consumer_events_invalid_total",
-                                           "Messages skipped because they are not valid position events.", "");
-    s->dlq = ph_metrics_counter(m, "playhead_consumer_dlq_total", "Messages sent to the dead-letter topic.", "");
-    s->batches = ph_metrics_counter(m, "playhead_consumer_batches_total", "Batches applied to Redis.", "");
-    s->redis_failures = ph_metrics_counter(m, "playhead_consumer_redis_errors_total",
-                                           "Batch attempts that failed in Redis (each is retried with backoff).", "");
-    s->batch_size = ph_metrics_histogram(m, "playhead_consumer_batch_size", "Messages per applied batch.", "", batch_bounds,
-                                         sizeof(batch_bounds) / sizeof(batch_bounds[0]));
-    s->apply_seconds =
-        ph_metrics_histogram(m, "playhead_consumer_apply_seconds", "Time from a batch's first apply attempt to its success.", "",
-                             PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
-    s->event_age = ph_metrics_histogram(m, "playhead_consumer_event_age_seconds",
-                                        "Age of each applied event when applied (now - received_at).", "", PH_LATENCY_BOUNDS,
-                                        PH_LATENCY_NBOUNDS);
-    s->redis_up = ph_metrics_gauge(m, "playhead_consumer_redis_up", "1 when the Redis connection is up.", "");
-    pthread_mutex_init(&app->lag.mutex, NULL);
-    ph_metrics_collector(m, "playhead_consumer_lag", "Messages behind the partition's end, per assigned partition.", "gauge",
-                         collect_lag, &app->lag);
-    ph_metrics_process(m);
-}
-
-/* Once a second on the consumer's loop: lag and Redis state for the metrics thread. */
-static void on_sample(uv_timer_t *timer)
-{
-    app_t *app = timer->data;
-    if (app->consumer != NULL)
-        ph_consumer_publish_lag(app->consumer);
-    ph_gauge_set(app->series.redis_up, app->redis != NULL && ph_redis_ready(app->redis));
-}
-
-static void *server_main(void *arg)
-{
-    app_t *app = arg;
-    char errstr[256];
-    if (ph_server_run(&app->server, errstr, sizeof(errstr)) != 0 && errstr[0] != '\0')
-        ph_log_str(PH_LOG_ERROR, "metrics listener failed", "error", errstr);
-    return NULL;
-}
-
-/* Hidden, for tests: --print-script NAME prints the Lua source the consumer loads into Redis. */
-static int print_script(int argc, char **argv)
-{
-    static const char *const names[PH_SCRIPT_COUNT] = {
-        "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat"};
-    const char *name = strncmp(argv[1], "--print-script=", 15) == 0 ? argv[1] + 15 : argc > 2 ? argv[2] : "";
     for (int i = 0; i < PH_SCRIPT_COUNT; ++i) {
-        if (strcmp(name, names[i]) == 0) {
+        if (strcmp(cfg->print_script, script_names[i]) == 0) {
             fputs(PH_SCRIPTS[i], stdout);
-            return 0;
+            return fflush(stdout) == 0 ? 0 : 1;
         }
     }
-    fprintf(stderr, "playhead-consumer: --print-script: unknown script '%s'\n", name);
-    return 2;
+    char errstr[512];
+    ph_consumer_config_t ccfg = {
+        .brokers = cfg->brokers, .group = cfg->group, .kafka_props = &cfg->kafka, .replay = replay_from != PH_REPLAY_OFF};
+    rd_kafka_conf_t *conf = ph_consumer_conf_new(&ccfg, errstr, sizeof(errstr));
+    if (conf == NULL) {
+        fprintf(stderr, "playhead-consumer: %s\n", errstr);
+        return 2;
+    }
+    int code = ph_kafka_conf_print(conf, stdout) == 0 ? 0 : 1;
+    rd_kafka_conf_destroy(conf);
+    return code;
 }
 
 static void on_late_signal(int signum)
@@ -223,8 +147,7 @@ static void on_consumer_stopped(ph_consumer_t *consumer, void *data)
 {
     app_t *app = data;
     (void)consumer;
-    if (app->server_started)
-        uv_close((uv_handle_t *)&app->sample_timer, NULL);
+    ph_stats_close(app->stats);
     /* runs the callbacks of replies still pending with NULL; the consumer ignores them now */
     ph_redis_free(app->redis);
     app->redis = NULL;
@@ -264,11 +187,7 @@ int main(int argc, char **argv)
     static config_t cfg;
     static app_t app;
     char errstr[512];
-    ph_log_level_t level;
     int code = 2;
-
-    if (argc > 1 && strncmp(argv[1], "--print-script", 14) == 0)
-        return print_script(argc, argv);
 
     switch (ph_config_parse(options, &cfg, &cfg.kafka, argc, argv, "playhead-consumer",
                             "Reads position events from Kafka and applies them to Redis (last writer wins).", errstr,
@@ -282,23 +201,16 @@ int main(int argc, char **argv)
     default:
         break;
     }
-    if (ph_log_level_parse(cfg.log_level, &level) != 0) {
-        fprintf(stderr, "playhead-consumer: option log-level: '%s' is not debug, info, warn or error\n", cfg.log_level);
-        goto Exit;
-    }
     int64_t replay_from;
-    if (ph_replay_parse_from(cfg.replay_from, &replay_from) != 0) {
-        fprintf(stderr, "playhead-consumer: option replay-from: '%s' is not 'earliest' or an RFC 3339 time\n", cfg.replay_from);
+    ph_replay_parse_from(cfg.replay_from, &replay_from); /* its validator took it */
+    if (cfg.print_script[0] != '\0' || cfg.print_kafka_config) {
+        code = print_and_exit(&cfg, replay_from);
         goto Exit;
     }
-    if (cfg.brokers[0] == '\0' || cfg.topic[0] == '\0' || cfg.group[0] == '\0') {
-        fprintf(stderr, "playhead-consumer: options brokers, topic and group must not be empty\n");
-        goto Exit;
-    }
-    ph_log_init("consumer", level);
+    ph_log_init("consumer", (ph_log_level_t)cfg.log_level);
 
     uv_loop_init(&app.loop);
-    register_metrics(&app);
+    app.stats = ph_stats_new();
     app.redis =
         ph_redis_new(&app.loop, cfg.redis, (uint64_t)cfg.redis_timeout_ms, PH_SCRIPTS, PH_SCRIPT_COUNT, errstr, sizeof(errstr));
     if (app.redis == NULL) {
@@ -322,8 +234,7 @@ int main(int argc, char **argv)
         .replay_from = replay_from,
         .on_stopped = on_consumer_stopped,
         .data = &app,
-        .metrics = &app.series,
-        .lag = &app.lag,
+        .metrics = ph_stats_series(app.stats),
     };
     if ((app.consumer = ph_consumer_new(&app.loop, &ccfg, errstr, sizeof(errstr))) == NULL) {
         fprintf(stderr, "playhead-consumer: %s\n", errstr);
@@ -336,34 +247,14 @@ int main(int argc, char **argv)
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     log_started(&cfg, replay_from);
-    if (replay_from == PH_REPLAY_OFF && cfg.metrics_listen[0] != '\0') {
-        app.watch = ph_kafka_watch_start(ph_consumer_kafka(app.consumer), cfg.topic, 1000);
-        app.server = (ph_server_t){
-            .name = "consumer-metrics",
-            .listen = cfg.metrics_listen,
-            .threads = 1,
-            .max_body = 4096,
-            .shutdown_grace_ms = 2000,
-            .routes = metrics_routes,
-            .app = &app,
-            .metrics = app.metrics,
-            .cors_origins = cfg.cors_origins,
-        };
-        uv_timer_init(&app.loop, &app.sample_timer);
-        app.sample_timer.data = &app;
-        uv_timer_start(&app.sample_timer, on_sample, 0, 1000);
-        if (pthread_create(&app.server_thread, NULL, server_main, &app) != 0)
-            abort();
-        app.server_started = 1;
-    }
+    if (replay_from == PH_REPLAY_OFF && cfg.metrics_listen[0] != '\0' &&
+        ph_stats_start(app.stats, &app.loop, ph_consumer_kafka(app.consumer), app.redis, cfg.topic, cfg.metrics_listen,
+                       cfg.cors_origins, errstr, sizeof(errstr)) != 0)
+        abort(); /* a thread that cannot start: the process is out of resources */
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
     code = ph_consumer_failed(app.consumer) ? 1 : 0;
-    if (app.server_started) {
-        ph_server_stop(&app.server); /* already stopping when a signal stopped us */
-        pthread_join(app.server_thread, NULL);
-        ph_kafka_watch_stop(app.watch);
-    }
+    ph_stats_stop(app.stats);
     if (ph_consumer_free(app.consumer) != 0) {
         /* librdkafka is stuck on a lost broker: the kernel reclaims what it holds */
         ph_log_info("consumer stopped", "\"exit_code\":%d,\"kafka_torn_down\":false", code);
@@ -379,6 +270,6 @@ Exit_loop:
 Exit:
     for (size_t i = 0; i < cfg.kafka.count; ++i)
         free((char *)cfg.kafka.keys[i]);
-    ph_metrics_free(app.metrics);
+    ph_stats_free(app.stats);
     return code;
 }

@@ -5,11 +5,27 @@
  * whatever an outage lost after it.
  */
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include "playhead/kafka_.h"
+#include "playhead/log.h"
+#include "playhead/time_.h"
 #include "replay.h"
+
+#define PLAN_TIMEOUT_MS 10000
+
+struct ph_replay_s {
+    rd_kafka_topic_partition_list_t *ends; /* the offsets to reach */
+    uint64_t messages;                     /* applied so far */
+    uint64_t total;                        /* messages between the start and end offsets of the plan */
+    uint64_t started_ms;                   /* for the rate and the time left */
+    uint64_t reported_ms;
+    int empty;
+};
 
 static int digits(const char **p, int n, int *out)
 {
@@ -170,4 +186,98 @@ int ph_replay_done(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *ends)
         done = pos->elems[i].offset >= ends->elems[i].offset;
     rd_kafka_topic_partition_list_destroy(pos);
     return done;
+}
+
+int ph_replay_valid_from(const char *s, char *why, size_t why_size)
+{
+    int64_t from;
+    if (ph_replay_parse_from(s, &from) == 0)
+        return 0;
+    snprintf(why, why_size, "is not 'earliest' or an RFC 3339 time");
+    return -1;
+}
+
+ph_replay_t *ph_replay_start(rd_kafka_t *rk, const char *topic, int64_t from, char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *assign = NULL;
+    ph_replay_t *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(errstr, errstr_size, "replay: out of memory");
+        return NULL;
+    }
+    if (ph_replay_plan(rk, topic, from, PLAN_TIMEOUT_MS, &assign, &r->ends, errstr, errstr_size) != 0)
+        goto Error;
+    rd_kafka_resp_err_t err = rd_kafka_assign(rk, assign);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, errstr_size, "replay: cannot assign the partitions of %s: %s", topic, rd_kafka_err2str(err));
+        goto Error;
+    }
+    ph_kafka_log_partitions("replaying partitions", assign);
+    for (int i = 0; i < assign->cnt && i < r->ends->cnt; ++i)
+        if (r->ends->elems[i].offset > assign->elems[i].offset)
+            r->total += (uint64_t)(r->ends->elems[i].offset - assign->elems[i].offset);
+    r->started_ms = r->reported_ms = ph_mono_ms();
+    if ((r->empty = assign->cnt == 0))
+        ph_log_info("replay finished", "\"messages\":0");
+    rd_kafka_topic_partition_list_destroy(assign);
+    return r;
+
+Error:
+    if (assign != NULL)
+        rd_kafka_topic_partition_list_destroy(assign);
+    ph_replay_free(r);
+    return NULL;
+}
+
+int ph_replay_empty(const ph_replay_t *r)
+{
+    return r->empty;
+}
+
+/* Progress, at most once a second (and at the end): a bar on a terminal, a log line otherwise. */
+static void show_progress(ph_replay_t *r, int final)
+{
+    uint64_t now = ph_mono_ms();
+    if (!final && now - r->reported_ms < 1000)
+        return;
+    r->reported_ms = now;
+    double secs = (double)(now - r->started_ms) / 1e3;
+    double rate = secs > 0 ? (double)r->messages / secs : 0;
+    uint64_t done = r->messages < r->total ? r->messages : r->total;
+    double left = rate > 0 ? (double)(r->total - done) / rate : 0;
+    double pct = r->total ? 100.0 * (double)done / (double)r->total : 100.0;
+    if (isatty(STDERR_FILENO)) {
+        char bar[31];
+        int filled = (int)(pct * 30 / 100);
+        for (int i = 0; i < 30; ++i)
+            bar[i] = i < filled ? '#' : '.';
+        bar[30] = '\0';
+        fprintf(stderr, "\rreplay [%s] %5.1f%%  %" PRIu64 "/%" PRIu64 "  %.0f/s  %.0f s left   %s", bar, pct, done, r->total, rate,
+                left, final ? "\n" : "");
+        fflush(stderr);
+    } else {
+        ph_log(PH_LOG_INFO, "replay progress",
+               "\"applied\":%" PRIu64 ",\"total\":%" PRIu64 ",\"percent\":%.1f,\"rate\":%.0f,\"seconds_left\":%.0f", done, r->total,
+               pct, rate, left);
+    }
+}
+
+int ph_replay_applied(ph_replay_t *r, rd_kafka_t *rk, size_t messages)
+{
+    r->messages += messages;
+    show_progress(r, 0);
+    if (!ph_replay_done(rk, r->ends))
+        return 0;
+    show_progress(r, 1);
+    ph_log_info("replay finished", "\"messages\":%" PRIu64, r->messages);
+    return 1;
+}
+
+void ph_replay_free(ph_replay_t *r)
+{
+    if (r == NULL)
+        return;
+    if (r->ends != NULL)
+        rd_kafka_topic_partition_list_destroy(r->ends);
+    free(r);
 }

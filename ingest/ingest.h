@@ -25,7 +25,7 @@ typedef struct ph_ingest_config_s {
     long long message_timeout_ms;
     long long threads;
     long long max_body;
-    const char *log_level;
+    int log_level; /* ph_log_level_t */
     const char *cors_origins;
     const char *auth;
     const char *jwt_secret_file;
@@ -115,8 +115,8 @@ typedef struct ph_ingest_loop_s {
     uv_timer_t flush_timer;
     uint64_t flush_deadline; /* shutdown: when to stop waiting for librdkafka's queue */
     int open_handles;
-    int kafka_down;       /* for logging state changes once */
-    ph_produce_t pending; /* sentinel */
+    ph_kafka_errors_t kafka_errors; /* logged once per outage, until a delivery succeeds */
+    ph_produce_t pending;           /* sentinel */
     ph_produce_t *freelist;
     /* the spool: spools[0] is this loop's own (appends go there); the others are left by a run
      * with more threads and are only drained */
@@ -179,7 +179,6 @@ void ph_send_event_error(h2o_req_t *req, const ph_event_error_t *err, int batch)
 /* HTTP handlers. */
 int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_compat_watching(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
-int ph_handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 
 #endif

@@ -12,22 +12,18 @@
 #include "playhead/openapi.h"
 
 static const ph_option_t options[] = {
-    {"listen", PH_OPT_STR, "127.0.0.1:8080", 0, 0, offsetof(ph_ingest_t, cfg.listen), "HTTP listen address host:port"},
+    PH_OPTION_SHARED("listen", "127.0.0.1:8080", ph_ingest_t, cfg.listen),
     {"brokers", PH_OPT_STR, "127.0.0.1:9092", 0, 0, offsetof(ph_ingest_t, cfg.brokers), "Kafka bootstrap servers"},
     {"topic", PH_OPT_STR, "playhead.positions", 0, 0, offsetof(ph_ingest_t, cfg.topic), "Kafka topic of position events"},
     {"delivery-timeout-ms", PH_OPT_INT, "5000", 100, 600000, offsetof(ph_ingest_t, cfg.delivery_timeout_ms),
      "answer 503 when Kafka has not acknowledged a request's events within this time"},
     {"message-timeout-ms", PH_OPT_INT, "30000", 1000, 900000, offsetof(ph_ingest_t, cfg.message_timeout_ms),
      "how long librdkafka keeps retrying an event (message.timeout.ms)"},
-    {"threads", PH_OPT_INT, "0", 0, 256, offsetof(ph_ingest_t, cfg.threads), "event loops (threads); 0 = number of cores"},
-    {"max-body", PH_OPT_INT, "1048576", 1024, 67108864, offsetof(ph_ingest_t, cfg.max_body),
-     "largest request body in bytes (413 above)"},
-    {"cors-origins", PH_OPT_STR, "http://127.0.0.1:8081,http://localhost:8081", 0, 0, offsetof(ph_ingest_t, cfg.cors_origins),
-     "comma-separated origins allowed by CORS (the demo player's origin by default); \"\" for none"},
-    {"auth", PH_OPT_STR, "jwt", 0, 0, offsetof(ph_ingest_t, cfg.auth),
-     "jwt (HS256 bearer tokens; secret from PLAYHEAD_JWT_SECRET or jwt-secret-file) or dev (trust the request's user)"},
-    {"jwt-secret-file", PH_OPT_STR, "", 0, 0, offsetof(ph_ingest_t, cfg.jwt_secret_file),
-     "file holding the JWT secret (when PLAYHEAD_JWT_SECRET is not set)"},
+    PH_OPTION_SHARED("threads", NULL, ph_ingest_t, cfg.threads),
+    PH_OPTION_SHARED("max-body", NULL, ph_ingest_t, cfg.max_body),
+    PH_OPTION_SHARED("cors-origins", "http://127.0.0.1:8081,http://localhost:8081", ph_ingest_t, cfg.cors_origins),
+    PH_OPTION_SHARED("auth", NULL, ph_ingest_t, cfg.auth),
+    PH_OPTION_SHARED("jwt-secret-file", NULL, ph_ingest_t, cfg.jwt_secret_file),
     {"spool-dir", PH_OPT_STR, "spool", 0, 0, offsetof(ph_ingest_t, cfg.spool_dir),
      "directory of the durable spool for events Kafka did not take in time (one subdirectory per loop); \"\" disables "
      "it (then 503)"},
@@ -35,7 +31,7 @@ static const ph_option_t options[] = {
      "spool size bound per loop; when full, requests that need it get 503 + Retry-After"},
     {"spool-segment-bytes", PH_OPT_INT, "67108864", 65536, (long long)1 << 40, offsetof(ph_ingest_t, cfg.spool_segment_bytes),
      "size at which a spool segment file is closed and a new one started"},
-    {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(ph_ingest_t, cfg.log_level), "debug, info, warn or error"},
+    PH_OPTION_SHARED("log-level", NULL, ph_ingest_t, cfg.log_level),
     {"print-kafka-config", PH_OPT_BOOL, "false", 0, 0, offsetof(ph_ingest_t, cfg.print_kafka_config),
      "print the Kafka producer's configuration (built-in settings, then -X and PLAYHEAD_KAFKA_*) as key=value lines, "
      "secrets redacted, and exit"},
@@ -45,7 +41,7 @@ static const ph_option_t options[] = {
 static const ph_route_t routes[] = {
     {"POST", "/v1/positions", ph_handle_positions},
     {"POST", "/watching", ph_handle_compat_watching},
-    {"GET", "/healthz", ph_handle_healthz},
+    {"GET", "/healthz", ph_server_handle_healthz},
     {"GET", "/readyz", ph_handle_readyz},
     {"GET", "/metrics", ph_server_handle_metrics},
     {"GET", "/openapi.json", ph_server_handle_openapi},
@@ -62,7 +58,6 @@ int main(int argc, char **argv)
     static ph_ingest_t ing;
     const ph_ingest_config_t *cfg = &ing.cfg;
     char errstr[512];
-    ph_log_level_t level;
     int code = 2;
 
     switch (ph_config_parse(options, &ing, &ing.cfg.kafka, argc, argv, "playhead-ingest",
@@ -75,17 +70,6 @@ int main(int argc, char **argv)
         goto Exit;
     default:
         break;
-    }
-    if (ph_log_level_parse(cfg->log_level, &level) != 0) {
-        fprintf(stderr, "playhead-ingest: option log-level: '%s' is not debug, info, warn or error\n", cfg->log_level);
-        goto Exit;
-    }
-    char host[256];
-    int port;
-    /* checked here: getaddrinfo would take port 99999 as 34463 (modulo 65536) and listen there */
-    if (ph_parse_hostport(cfg->listen, host, sizeof(host), &port) != 0) {
-        fprintf(stderr, "playhead-ingest: option listen: '%s' is not host:port (port 1..65535)\n", cfg->listen);
-        goto Exit;
     }
     /* built once here exactly as every loop builds it, so that a bad -X or PLAYHEAD_KAFKA_* stops
      * the start with librdkafka's message before anything listens */
@@ -100,7 +84,7 @@ int main(int argc, char **argv)
         goto Exit;
     }
     rd_kafka_conf_destroy(kconf);
-    ph_log_init("ingest", level);
+    ph_log_init("ingest", (ph_log_level_t)cfg->log_level);
     if (ph_auth_init(&ing.auth, cfg->auth, cfg->jwt_secret_file, errstr, sizeof(errstr)) != 0) {
         fprintf(stderr, "playhead-ingest: %s\n", errstr);
         goto Exit;

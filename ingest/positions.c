@@ -73,14 +73,6 @@ int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
     return 0;
 }
 
-int ph_handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
-{
-    (void)loop, (void)params;
-    static const char body[] = "{\"status\":\"ok\"}";
-    ph_http_send_json(req, 200, body, sizeof(body) - 1);
-    return 0;
-}
-
 int ph_handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;

@@ -130,10 +130,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
         fall_back(p);
     } else {
         ph_counter_add(il->stats->events_produced, 1);
-        if (il->kafka_down) {
-            il->kafka_down = 0;
-            ph_log_info("kafka: deliveries succeed again", NULL);
-        }
+        ph_kafka_errors_clear(&il->kafka_errors);
         if (p->outstanding == 0 && !p->failed && !p->spooling)
             produce_answer(p, 1);
     }
@@ -142,24 +139,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
 
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    (void)rk;
     ph_ingest_loop_t *il = opaque;
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT) {
-        if (il->kafka_down)
-            return; /* once per state change, not per retry */
-        il->kafka_down = 1;
-    }
-    ph_log_str(PH_LOG_WARN, rd_kafka_err2name(err), "reason", reason);
-}
-
-static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk, (void)fac;
-    ph_log_str(level <= 3   ? PH_LOG_ERROR
-               : level <= 4 ? PH_LOG_WARN
-               : level <= 6 ? PH_LOG_INFO
-                            : PH_LOG_DEBUG,
-               "librdkafka", "detail", buf);
+    /* after a fatal error every produce fails at once, so requests go to the spool: logged, and
+     * the process keeps answering */
+    ph_kafka_error(&il->kafka_errors, rk, err, reason);
 }
 
 /* Serves delivery reports and errors on the loop thread. */
@@ -279,7 +262,7 @@ int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_kafka_error);
-    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    rd_kafka_conf_set_log_cb(conf, ph_kafka_on_log);
     rd_kafka_conf_set_opaque(conf, il);
     if ((il->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr))) == NULL) {
         ph_log_str(PH_LOG_ERROR, "cannot create the Kafka producer", "error", errstr);

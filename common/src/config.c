@@ -7,9 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "playhead/config.h"
 
 extern char **environ;
+
+const ph_opt_type_t ph_opt_str = {PH_OPT_KIND_STR, NULL, NULL}, ph_opt_int = {PH_OPT_KIND_INT, NULL, NULL},
+                    ph_opt_bool = {PH_OPT_KIND_BOOL, NULL, NULL}, ph_opt_shared = {PH_OPT_KIND_SHARED, NULL, NULL};
 
 static void env_name(const char *opt, char *buf, size_t cap)
 {
@@ -22,11 +26,33 @@ static void env_name(const char *opt, char *buf, size_t cap)
 static int set_value(const ph_option_t *o, void *cfg, const char *value, const char *origin, char *errstr, size_t errstr_size)
 {
     char *field = (char *)cfg + o->offset;
-    switch (o->type) {
-    case PH_OPT_STR:
+    switch (o->type->kind) {
+    case PH_OPT_KIND_STR:
+        if (o->type->valid != NULL) {
+            char why[160] = "is not valid";
+            if (o->type->valid(value, why, sizeof(why)) != 0) {
+                snprintf(errstr, errstr_size, "option %s (from %s): '%s' %s", o->name, origin, value, why);
+                return -1;
+            }
+        }
         *(const char **)field = value;
         return 0;
-    case PH_OPT_INT: {
+    case PH_OPT_KIND_ENUM:
+        for (int i = 0; o->type->names[i] != NULL; ++i) {
+            if (strcasecmp(value, o->type->names[i]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        {
+            int n = snprintf(errstr, errstr_size, "option %s (from %s): '%s' is not one of", o->name, origin, value);
+            for (int i = 0; o->type->names[i] != NULL && n >= 0 && (size_t)n < errstr_size; ++i)
+                n += snprintf(errstr + n, errstr_size - (size_t)n, "%s %s", i > 0 ? "," : "", o->type->names[i]);
+        }
+        return -1;
+    case PH_OPT_KIND_SHARED:
+        break; /* resolved before any value is set */
+    case PH_OPT_KIND_INT: {
         char *end;
         errno = 0;
         long long v = strtoll(value, &end, 10);
@@ -42,7 +68,7 @@ static int set_value(const ph_option_t *o, void *cfg, const char *value, const c
         *(long long *)field = v;
         return 0;
     }
-    case PH_OPT_BOOL:
+    case PH_OPT_KIND_BOOL:
         if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0) {
             *(int *)field = 1;
         } else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
@@ -83,11 +109,13 @@ static void print_help(const ph_option_t *opts, const char *prog, const char *su
     for (const ph_option_t *o = opts; o->name != NULL; ++o) {
         char env[96], flag[96];
         env_name(o->name, env, sizeof(env));
-        snprintf(flag, sizeof(flag), "--%s%s", o->name, o->type == PH_OPT_BOOL ? "[=BOOL]" : "=VALUE");
+        snprintf(flag, sizeof(flag), "--%s%s", o->name, o->type->kind == PH_OPT_KIND_BOOL ? "[=BOOL]" : "=VALUE");
         printf("  %-32s %s\n  %-32s default: %s", flag, o->help, env, o->defval);
-        if (o->type == PH_OPT_INT)
+        if (o->type->kind == PH_OPT_KIND_INT)
             printf(" (range %lld..%lld)", o->min, o->max);
-        printf("\n");
+        for (int i = 0; o->type->kind == PH_OPT_KIND_ENUM && o->type->names[i] != NULL; ++i)
+            printf("%s%s", i == 0 ? " (one of " : ", ", o->type->names[i]);
+        printf("%s\n", o->type->kind == PH_OPT_KIND_ENUM ? ")" : "");
     }
     if (kafka)
         printf("  %-32s %s\n  %-32s %s\n", "-X KEY=VALUE", "librdkafka property, passed to rd_kafka_conf_set as is",
@@ -95,8 +123,52 @@ static void print_help(const ph_option_t *opts, const char *prog, const char *su
     printf("  %-32s %s\n  %-32s %s\n", "--help", "print this help and exit", "--version", "print the version and exit");
 }
 
+/* The program's table with each PH_OPT_SHARED row replaced by the shared row of that name, at the
+ * program's offset and with its default. Returns a malloc'ed table, or NULL with errstr. */
+static ph_option_t *resolve(const ph_option_t *opts, char *errstr, size_t errstr_size)
+{
+    size_t n = 0;
+    while (opts[n].name != NULL)
+        ++n;
+    ph_option_t *out = calloc(n + 1, sizeof(*out));
+    if (out == NULL)
+        abort();
+    for (size_t i = 0; i < n; ++i) {
+        out[i] = opts[i];
+        if (opts[i].type->kind != PH_OPT_KIND_SHARED)
+            continue;
+        const ph_option_t *shared = ph_shared_options;
+        while (shared->name != NULL && strcmp(shared->name, opts[i].name) != 0)
+            ++shared;
+        if (shared->name == NULL) {
+            snprintf(errstr, errstr_size, "option %s: no shared option of that name", opts[i].name);
+            free(out);
+            return NULL;
+        }
+        out[i] = *shared;
+        out[i].offset = opts[i].offset;
+        if (opts[i].defval != NULL)
+            out[i].defval = opts[i].defval;
+    }
+    return out;
+}
+
+static ph_config_result_t parse(const ph_option_t *opts, void *cfg, ph_kafka_props_t *kafka_props, int argc, char **argv,
+                                const char *prog, const char *summary, char *errstr, size_t errstr_size);
+
 ph_config_result_t ph_config_parse(const ph_option_t *opts, void *cfg, ph_kafka_props_t *kafka_props, int argc, char **argv,
                                    const char *prog, const char *summary, char *errstr, size_t errstr_size)
+{
+    ph_option_t *resolved = resolve(opts, errstr, errstr_size);
+    if (resolved == NULL)
+        return PH_CONFIG_ERROR;
+    ph_config_result_t r = parse(resolved, cfg, kafka_props, argc, argv, prog, summary, errstr, errstr_size);
+    free(resolved);
+    return r;
+}
+
+static ph_config_result_t parse(const ph_option_t *opts, void *cfg, ph_kafka_props_t *kafka_props, int argc, char **argv,
+                                const char *prog, const char *summary, char *errstr, size_t errstr_size)
 {
     if (kafka_props != NULL)
         kafka_props->count = 0;
@@ -163,7 +235,7 @@ ph_config_result_t ph_config_parse(const ph_option_t *opts, void *cfg, ph_kafka_
         const char *value;
         if (eq != NULL) {
             value = eq + 1;
-        } else if (o->type == PH_OPT_BOOL) {
+        } else if (o->type->kind == PH_OPT_KIND_BOOL) {
             value = "true";
         } else if (i + 1 < argc) {
             value = argv[++i];

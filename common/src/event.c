@@ -41,7 +41,7 @@ static int decode_id(const cJSON *obj, const char *field, int required, char *ou
         return fail(err, field, "must be a string");
     size_t len = strlen(v->valuestring);
     if (!ph_id_valid(v->valuestring, len))
-        return fail(err, field, "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+        return fail(err, field, "must be " PH_ID_RULE);
     memcpy(out, v->valuestring, len + 1);
     *out_len = (uint8_t)len;
     return 0;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "playhead/json_.h"
 #include "playhead/kafka_.h"
 
 static void on_again(uv_idle_t *idle)
@@ -242,4 +243,76 @@ void ph_kafka_watch_stop(ph_kafka_watch_t *w)
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->mutex);
     free(w);
+}
+
+void ph_kafka_log_error(ph_log_level_t level, const char *msg, rd_kafka_resp_err_t err, const char *reason)
+{
+    ph_buf_t b = {0};
+    ph_buf_printf(&b, "\"code\":\"%s\",\"error\":", rd_kafka_err2name(err));
+    ph_buf_json_str(&b, reason, strlen(reason));
+    ph_log(level, msg, "%.*s", (int)b.len, b.data);
+    ph_buf_free(&b);
+}
+
+int ph_kafka_error(ph_kafka_errors_t *errors, rd_kafka_t *rk, int err, const char *reason)
+{
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+        ph_kafka_log_error(PH_LOG_ERROR, "kafka fatal error, stopping", orig, why);
+        return 1;
+    }
+    for (size_t i = 0; i < errors->_count; ++i)
+        if (errors->_seen[i] == (rd_kafka_resp_err_t)err)
+            return 0;
+    if (errors->_count == sizeof(errors->_seen) / sizeof(errors->_seen[0]))
+        return 0; /* enough said about this outage */
+    errors->_seen[errors->_count++] = (rd_kafka_resp_err_t)err;
+    ph_kafka_log_error(PH_LOG_WARN, "kafka error", (rd_kafka_resp_err_t)err, reason);
+    return 0;
+}
+
+void ph_kafka_errors_clear(ph_kafka_errors_t *errors)
+{
+    if (errors->_count == 0)
+        return;
+    errors->_count = 0;
+    ph_log_info("kafka recovered", NULL);
+}
+
+ph_log_level_t ph_kafka_log_level(int level, const char *fac)
+{
+    return strcmp(fac, "FAIL") == 0 ? PH_LOG_DEBUG
+           : level <= 3             ? PH_LOG_ERROR
+           : level <= 4             ? PH_LOG_WARN
+           : level <= 6             ? PH_LOG_INFO
+                                    : PH_LOG_DEBUG;
+}
+
+void ph_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *text)
+{
+    (void)rk;
+    ph_log_level_t ours = ph_kafka_log_level(level, fac);
+    ph_buf_t b = {0};
+    ph_buf_lit(&b, "\"facility\":");
+    ph_buf_json_str(&b, fac, strlen(fac));
+    ph_buf_lit(&b, ",\"detail\":");
+    ph_buf_json_str(&b, text, strlen(text));
+    ph_log(ours, "librdkafka", "%.*s", (int)b.len, b.data != NULL ? b.data : "");
+    ph_buf_free(&b);
+}
+
+void ph_kafka_log_partitions(const char *msg, const rd_kafka_topic_partition_list_t *parts)
+{
+    /* one topic is subscribed, so the partition numbers say it all */
+    ph_buf_t b = {0};
+    ph_buf_lit(&b, "\"topic\":");
+    const char *topic = parts->cnt > 0 ? parts->elems[0].topic : "";
+    ph_buf_json_str(&b, topic, strlen(topic));
+    ph_buf_lit(&b, ",\"partitions\":[");
+    for (int i = 0; i < parts->cnt; ++i)
+        ph_buf_printf(&b, "%s%d", i > 0 ? "," : "", (int)parts->elems[i].partition);
+    ph_buf_lit(&b, "]");
+    ph_log(PH_LOG_INFO, msg, "%.*s", (int)b.len, b.data);
+    ph_buf_free(&b);
 }

@@ -280,6 +280,14 @@ static void on_log_access(h2o_logger_t *self, h2o_req_t *req)
         ph_histogram_observe(rm->latency, (double)usec / 1e6);
 }
 
+int ph_server_handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
+{
+    (void)loop, (void)params;
+    static const char body[] = "{\"status\":\"ok\"}";
+    ph_http_send_json(req, 200, body, sizeof(body) - 1);
+    return 0;
+}
+
 int ph_server_handle_metrics(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "playhead/config.h"
+#include "playhead/log.h"
 #include "playhead/redis_.h"
 
 extern char **environ;
@@ -233,6 +234,157 @@ static void test_int_errors(void **state)
     assert_int_equal(ph_config_parse(bad_default, &port, NULL, 1, (char *[]){"prog", NULL}, "prog", "", errstr, sizeof(errstr)),
                      PH_CONFIG_ERROR);
     assert_string_equal(errstr, "option port (from default): 0 is out of range 1..65535");
+}
+
+/* --help of a table with nothing else set, as a malloc'ed string. */
+static char *capture_help(const ph_option_t *opts)
+{
+    char buf[4096];
+    fflush(stdout);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), STDOUT_FILENO) >= 0);
+    char cfg[256];
+    ph_config_result_t r =
+        ph_config_parse(opts, cfg, NULL, 2, (char *[]){"prog", "--help", NULL}, "prog", "", errstr, sizeof(errstr));
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    assert_int_equal(r, PH_CONFIG_EXIT);
+    rewind(tmp);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, tmp);
+    buf[n] = '\0';
+    fclose(tmp);
+    return strdup(buf);
+}
+
+static const char *const colours[] = {"red", "green", "blue", NULL};
+static const ph_option_t enum_opts[] = {
+    {"colour", PH_OPT_ENUM(colours), "green", 0, 0, 0, "a colour"},
+    PH_OPTIONS_END,
+};
+
+/* An enum option takes one of its names (any case) and stores its index; anything else is refused
+ * naming the option and every allowed value. --help lists them. */
+static void test_enum(void **state)
+{
+    (void)state;
+    int colour = -1;
+    assert_int_equal(ph_config_parse(enum_opts, &colour, NULL, 1, (char *[]){"prog", NULL}, "prog", "", errstr, sizeof(errstr)),
+                     PH_CONFIG_OK);
+    assert_int_equal(colour, 1);
+    assert_int_equal(
+        ph_config_parse(enum_opts, &colour, NULL, 2, (char *[]){"prog", "--colour=BLUE", NULL}, "prog", "", errstr, sizeof(errstr)),
+        PH_CONFIG_OK);
+    assert_int_equal(colour, 2);
+    setenv("PLAYHEAD_COLOUR", "mauve", 1);
+    assert_int_equal(ph_config_parse(enum_opts, &colour, NULL, 1, (char *[]){"prog", NULL}, "prog", "", errstr, sizeof(errstr)),
+                     PH_CONFIG_ERROR);
+    assert_string_equal(errstr, "option colour (from PLAYHEAD_COLOUR): 'mauve' is not one of red, green, blue");
+    unsetenv("PLAYHEAD_COLOUR");
+    char *help = capture_help(enum_opts);
+    assert_non_null(strstr(help, "default: green (one of red, green, blue)\n"));
+    free(help);
+}
+
+static int valid_even_length(const char *value, char *why, size_t why_size)
+{
+    if (strlen(value) % 2 == 0)
+        return 0;
+    snprintf(why, why_size, "has an odd length");
+    return -1;
+}
+
+/* A validator checks every value of a string option, the default included, and its reason is
+ * shown after the option's name, where the value came from, and the value. */
+static const ph_option_t word_opts[] = {
+    {"word", PH_OPT_VALID(valid_even_length), "ab", 0, 0, 0, "a word"},
+    PH_OPTIONS_END,
+};
+static const ph_option_t word_bad_default[] = {
+    {"word", PH_OPT_VALID(valid_even_length), "abc", 0, 0, 0, "a word"},
+    PH_OPTIONS_END,
+};
+
+static void test_validator(void **state)
+{
+    (void)state;
+    const char *word = NULL;
+    assert_int_equal(
+        ph_config_parse(word_opts, &word, NULL, 2, (char *[]){"prog", "--word=abcd", NULL}, "prog", "", errstr, sizeof(errstr)),
+        PH_CONFIG_OK);
+    assert_string_equal(word, "abcd");
+    assert_int_equal(
+        ph_config_parse(word_opts, &word, NULL, 2, (char *[]){"prog", "--word=abc", NULL}, "prog", "", errstr, sizeof(errstr)),
+        PH_CONFIG_ERROR);
+    assert_string_equal(errstr, "option word (from command line): 'abc' has an odd length");
+    assert_int_equal(
+        ph_config_parse(word_bad_default, &word, NULL, 1, (char *[]){"prog", NULL}, "prog", "", errstr, sizeof(errstr)),
+        PH_CONFIG_ERROR);
+    assert_string_equal(errstr, "option word (from default): 'abc' has an odd length");
+
+    /* the shared validators */
+    char why[128];
+    assert_int_equal(ph_option_valid_hostport("127.0.0.1:8080", why, sizeof(why)), 0);
+    assert_int_equal(ph_option_valid_hostport("127.0.0.1:0", why, sizeof(why)), -1);
+    assert_int_equal(ph_option_valid_hostport("", why, sizeof(why)), -1);
+    assert_int_equal(ph_option_valid_hostport_or_empty("", why, sizeof(why)), 0);
+    assert_int_equal(ph_option_valid_hostport_or_empty("nope", why, sizeof(why)), -1);
+    assert_int_equal(ph_option_valid_nonempty("x", why, sizeof(why)), 0);
+    assert_int_equal(ph_option_valid_nonempty("", why, sizeof(why)), -1);
+    assert_int_equal(ph_option_valid_redis_url("redis://127.0.0.1:6379/2", why, sizeof(why)), 0);
+    assert_int_equal(ph_option_valid_redis_url("http://x", why, sizeof(why)), -1);
+}
+
+typedef struct shared_config_s {
+    const char *listen;
+    long long threads;
+    int log_level;
+} shared_config_t;
+
+/* A program's row naming a shared option gets the shared row's type, range, help and validator at
+ * its own offset, with its own default when it gives one. */
+static void test_shared_rows(void **state)
+{
+    (void)state;
+    static const ph_option_t opts[] = {
+        PH_OPTION_SHARED("listen", "127.0.0.1:9999", shared_config_t, listen),
+        PH_OPTION_SHARED("threads", NULL, shared_config_t, threads),
+        PH_OPTION_SHARED("log-level", NULL, shared_config_t, log_level),
+        PH_OPTIONS_END,
+    };
+    shared_config_t cfg;
+    assert_int_equal(ph_config_parse(opts, &cfg, NULL, 1, (char *[]){"prog", NULL}, "prog", "", errstr, sizeof(errstr)),
+                     PH_CONFIG_OK);
+    assert_string_equal(cfg.listen, "127.0.0.1:9999");
+    assert_int_equal(cfg.threads, 0);
+    assert_int_equal(cfg.log_level, PH_LOG_INFO);
+    assert_int_equal(
+        ph_config_parse(opts, &cfg, NULL, 2, (char *[]){"prog", "--log-level=warn", NULL}, "prog", "", errstr, sizeof(errstr)),
+        PH_CONFIG_OK);
+    assert_int_equal(cfg.log_level, PH_LOG_WARN);
+    assert_int_equal(
+        ph_config_parse(opts, &cfg, NULL, 2, (char *[]){"prog", "--threads=257", NULL}, "prog", "", errstr, sizeof(errstr)),
+        PH_CONFIG_ERROR);
+    assert_string_equal(errstr, "option threads (from command line): 257 is out of range 0..256");
+    assert_int_equal(ph_config_parse(opts, &cfg, NULL, 2, (char *[]){"prog", "--listen=127.0.0.1:99999", NULL}, "prog", "", errstr,
+                                     sizeof(errstr)),
+                     PH_CONFIG_ERROR);
+    assert_string_equal(errstr, "option listen (from command line): '127.0.0.1:99999' is not host:port (port 1..65535)");
+    char *help = capture_help(opts);
+    assert_non_null(strstr(help, "--listen=VALUE"));
+    assert_non_null(strstr(help, "default: 127.0.0.1:9999\n"));
+    assert_non_null(strstr(help, "default: 0 (range 0..256)\n"));
+    free(help);
+    static const ph_option_t unknown[] = {
+        PH_OPTION_SHARED("no-such-option", NULL, shared_config_t, listen),
+        PH_OPTIONS_END,
+    };
+    assert_int_equal(ph_config_parse(unknown, &cfg, NULL, 1, (char *[]){"prog", NULL}, "prog", "", errstr, sizeof(errstr)),
+                     PH_CONFIG_ERROR);
+    assert_string_equal(errstr, "option no-such-option: no shared option of that name");
 }
 
 static void test_unknown_options(void **state)
@@ -486,6 +638,9 @@ int main(void)
         cmocka_unit_test_setup(test_bool_flags, clear_env),
         cmocka_unit_test_setup(test_int_errors, clear_env),
         cmocka_unit_test_setup(test_unknown_options, clear_env),
+        cmocka_unit_test_setup(test_enum, clear_env),
+        cmocka_unit_test_setup(test_validator, clear_env),
+        cmocka_unit_test_setup(test_shared_rows, clear_env),
         cmocka_unit_test_setup(test_kafka_props, clear_env),
         cmocka_unit_test_setup(test_help_and_version, clear_env),
         cmocka_unit_test(test_parse_hostport),

@@ -107,12 +107,47 @@ static void test_print(void **state)
     rd_kafka_conf_destroy(conf);
 }
 
+/* librdkafka's syslog levels: 0-3 are errors, 4 warnings, 5-6 notices and information, 7 debug.
+ * Connection failures (FAIL) also arrive as error events, logged once per outage, so librdkafka's
+ * own line about each reconnect attempt is debug. */
+static void test_log_levels(void **state)
+{
+    (void)state;
+    assert_int_equal(ph_kafka_log_level(0, "THREAD"), PH_LOG_ERROR);
+    assert_int_equal(ph_kafka_log_level(3, "SSL"), PH_LOG_ERROR);
+    assert_int_equal(ph_kafka_log_level(4, "OFFSET"), PH_LOG_WARN); /* a reset means messages were skipped */
+    assert_int_equal(ph_kafka_log_level(5, "CONFWARN"), PH_LOG_INFO);
+    assert_int_equal(ph_kafka_log_level(6, "GETPID"), PH_LOG_INFO);
+    assert_int_equal(ph_kafka_log_level(7, "BROKER"), PH_LOG_DEBUG);
+    assert_int_equal(ph_kafka_log_level(3, "FAIL"), PH_LOG_DEBUG);
+    assert_int_equal(ph_kafka_log_level(4, "FAIL"), PH_LOG_DEBUG);
+}
+
+/* Each error is logged once per outage: the same error again is not recorded, a new one is, and
+ * recovery starts a new outage. Non-fatal errors never ask the caller to stop. */
+static void test_errors_once_per_outage(void **state)
+{
+    (void)state;
+    ph_kafka_errors_t errors = {0};
+    assert_int_equal(ph_kafka_error(&errors, NULL, RD_KAFKA_RESP_ERR__TRANSPORT, "down"), 0);
+    assert_int_equal(ph_kafka_error(&errors, NULL, RD_KAFKA_RESP_ERR__TRANSPORT, "down again"), 0);
+    assert_int_equal(errors._count, 1);
+    assert_int_equal(ph_kafka_error(&errors, NULL, RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, "all down"), 0);
+    assert_int_equal(errors._count, 2);
+    for (int err = 1; err < 20; ++err) /* a long outage says at most eight things */
+        ph_kafka_error(&errors, NULL, err, "other");
+    assert_int_equal(errors._count, 8);
+    ph_kafka_errors_clear(&errors);
+    assert_int_equal(errors._count, 0);
+    ph_kafka_error(&errors, NULL, RD_KAFKA_RESP_ERR__TRANSPORT, "down");
+    assert_int_equal(errors._count, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults_then_props),
-        cmocka_unit_test(test_errors_name_the_property),
-        cmocka_unit_test(test_print),
+        cmocka_unit_test(test_defaults_then_props), cmocka_unit_test(test_errors_name_the_property), cmocka_unit_test(test_print),
+        cmocka_unit_test(test_log_levels),          cmocka_unit_test(test_errors_once_per_outage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

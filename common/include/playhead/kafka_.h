@@ -10,6 +10,7 @@
 #include <uv.h>
 #include <librdkafka/rdkafka.h>
 #include "playhead/config.h"
+#include "playhead/log.h"
 
 typedef struct ph_kafka_bridge_s ph_kafka_bridge_t;
 
@@ -59,6 +60,38 @@ int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, ch
  * giving librdkafka's own message. No callbacks are set. Any thread. */
 rd_kafka_conf_t *ph_kafka_conf_new(const char *const (*defaults)[2], size_t n, const ph_kafka_props_t *props, char *errstr,
                                    size_t errstr_size);
+
+/* Logs `msg` at `level` with the error's name (code) and its text (error). Any thread. */
+void ph_kafka_log_error(ph_log_level_t level, const char *msg, rd_kafka_resp_err_t err, const char *reason);
+
+/* The errors a client reported since Kafka was last seen healthy. An outage shows as a mix of
+ * errors (a lost connection, all brokers down, a refused connect...) repeated at every reconnect
+ * attempt: each is logged once until ph_kafka_errors_clear. Zero-initialise it. */
+typedef struct ph_kafka_errors_s {
+    rd_kafka_resp_err_t _seen[8];
+    size_t _count;
+} ph_kafka_errors_t;
+
+/* The body of a client's error callback (rd_kafka_conf_set_error_cb), on the thread that polls.
+ * A fatal error is logged at error level with its original cause and returns 1: the client is
+ * unusable, and the caller stops it. Any other is logged as a warning once per outage; returns 0. */
+int ph_kafka_error(ph_kafka_errors_t *errors, rd_kafka_t *rk, int err, const char *reason);
+
+/* Kafka works again (a message fetched, a delivery acknowledged): logs "kafka recovered" when
+ * errors were logged since it last worked. */
+void ph_kafka_errors_clear(ph_kafka_errors_t *errors);
+
+/* librdkafka's log callback (rd_kafka_conf_set_log_cb), called from librdkafka's own threads: it
+ * touches nothing but the thread-safe logger. Syslog levels map to ours (0-3 error, 4 warn, 5-6
+ * info, 7 debug), except connection failures (facility FAIL): they also arrive as error events,
+ * logged once per outage by ph_kafka_error, so librdkafka's own lines about them, repeated at every
+ * reconnect, only show at debug level. */
+void ph_kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *text);
+/* The mapping ph_kafka_on_log uses: our level for librdkafka's syslog `level` and facility. */
+ph_log_level_t ph_kafka_log_level(int level, const char *fac);
+
+/* Logs `msg` at info level with the topic and the partition numbers of `parts` (one topic). */
+void ph_kafka_log_partitions(const char *msg, const rd_kafka_topic_partition_list_t *parts);
 
 /* Writes conf as "key=value" lines (for --print-kafka-config): every global property as
  * rd_kafka_conf_dump gives it, then the default topic properties not already listed. Values of

@@ -88,6 +88,10 @@ int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size);
  * Any thread; before the loops run, they stop as soon as they start. */
 void ph_server_stop(ph_server_t *server);
 
+/* GET /healthz handler for route tables: liveness only, 200 {"status":"ok"} from the loop, whatever
+ * the state of Redis or Kafka (that is /readyz's), so an orchestrator restarts only a stuck process. */
+int ph_server_handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+
 /* GET /metrics handler for route tables: renders server->metrics. */
 int ph_server_handle_metrics(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 

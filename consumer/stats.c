@@ -1,0 +1,211 @@
+/*
+ * The consumer's metrics and its HTTP listener (see stats.h). The listener runs a loop of its own
+ * on its own thread, so a slow scrape never delays a batch: it reads the series as relaxed atomics,
+ * and the lag table under a mutex, which the consumer's loop refreshes once a second.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include "playhead/http_.h"
+#include "playhead/json_.h"
+#include "playhead/kafka_.h"
+#include "playhead/log.h"
+#include "playhead/metrics.h"
+#include "playhead/server.h"
+#include "stats.h"
+
+/* Lag per assigned partition, published by the consumer's loop for the listener's thread. */
+#define LAG_MAX 256
+
+struct ph_stats_s {
+    ph_metrics_t *metrics;
+    ph_consumer_metrics_t series;
+    pthread_mutex_t lag_mutex;
+    size_t lag_count;
+    int32_t lag_partition[LAG_MAX];
+    int64_t lag[LAG_MAX];
+    /* borrowed while sampling */
+    rd_kafka_t *rk;
+    ph_redis_t *redis;
+    uv_timer_t sample_timer;
+    int sampling;
+    /* the listener */
+    ph_kafka_watch_t *watch;
+    ph_server_t server;
+    pthread_t thread;
+    int started;
+};
+
+static void collect_lag(ph_buf_t *out, void *arg)
+{
+    ph_stats_t *s = arg;
+    pthread_mutex_lock(&s->lag_mutex);
+    for (size_t i = 0; i < s->lag_count; ++i)
+        ph_buf_printf(out, "playhead_consumer_lag{partition=\"%d\"} %lld\n", (int)s->lag_partition[i], (long long)s->lag[i]);
+    pthread_mutex_unlock(&s->lag_mutex);
+}
+
+ph_stats_t *ph_stats_new(void)
+{
+    ph_stats_t *stats = calloc(1, sizeof(*stats));
+    if (stats == NULL)
+        abort();
+    ph_metrics_t *m = stats->metrics = ph_metrics_new();
+    ph_consumer_metrics_t *s = &stats->series;
+    static const double batch_bounds[] = {1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000};
+    s->events_applied =
+        ph_metrics_counter(m, "playhead_consumer_events_applied_total", "Valid events in batches applied to Redis.", "");
+    s->events_coalesced =
+        ph_metrics_counter(m, "playhead_consumer_events_coalesced_total",
+                           "Events not sent to Redis because a newer event of the same key was in the batch.", "");
+    s->events_invalid = ph_metrics_counter(m, "playhead_consumer_events_invalid_total",
+                                           "Messages skipped because they are not valid position events.", "");
+    s->dlq = ph_metrics_counter(m, "playhead_consumer_dlq_total", "Messages sent to the dead-letter topic.", "");
+    s->batches = ph_metrics_counter(m, "playhead_consumer_batches_total", "Batches applied to Redis.", "");
+    s->redis_failures = ph_metrics_counter(m, "playhead_consumer_redis_errors_total",
+                                           "Batch attempts that failed in Redis (each is retried with backoff).", "");
+    s->batch_size = ph_metrics_histogram(m, "playhead_consumer_batch_size", "Messages per applied batch.", "", batch_bounds,
+                                         sizeof(batch_bounds) / sizeof(batch_bounds[0]));
+    s->apply_seconds =
+        ph_metrics_histogram(m, "playhead_consumer_apply_seconds", "Time from a batch's first apply attempt to its success.", "",
+                             PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
+    s->event_age = ph_metrics_histogram(m, "playhead_consumer_event_age_seconds",
+                                        "Age of each applied event when applied (now - received_at).", "", PH_LATENCY_BOUNDS,
+                                        PH_LATENCY_NBOUNDS);
+    s->redis_up = ph_metrics_gauge(m, "playhead_consumer_redis_up", "1 when the Redis connection is up.", "");
+    pthread_mutex_init(&stats->lag_mutex, NULL);
+    ph_metrics_collector(m, "playhead_consumer_lag", "Messages behind the partition's end, per assigned partition.", "gauge",
+                         collect_lag, stats);
+    ph_metrics_process(m);
+    return stats;
+}
+
+const ph_consumer_metrics_t *ph_stats_series(ph_stats_t *stats)
+{
+    return &stats->series;
+}
+
+/* Lag per assigned partition: the high watermark librdkafka last saw minus our position. */
+static void publish_lag(ph_stats_t *s)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(s->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_position(s->rk, parts);
+    pthread_mutex_lock(&s->lag_mutex);
+    s->lag_count = 0;
+    for (int i = 0; i < parts->cnt && s->lag_count < LAG_MAX; ++i) {
+        int64_t low, high;
+        if (rd_kafka_get_watermark_offsets(s->rk, parts->elems[i].topic, parts->elems[i].partition, &low, &high) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            high < 0)
+            continue;
+        int64_t pos = parts->elems[i].offset >= 0 ? parts->elems[i].offset : low;
+        s->lag_partition[s->lag_count] = parts->elems[i].partition;
+        s->lag[s->lag_count] = high > pos ? high - pos : 0;
+        s->lag_count++;
+    }
+    pthread_mutex_unlock(&s->lag_mutex);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/* Once a second on the consumer's loop: lag and Redis state for the listener's thread. */
+static void on_sample(uv_timer_t *timer)
+{
+    ph_stats_t *s = timer->data;
+    publish_lag(s);
+    ph_gauge_set(s->series.redis_up, ph_redis_ready(s->redis));
+}
+
+static int handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
+{
+    (void)params;
+    ph_stats_t *s = loop->server->app;
+    int redis = atomic_load_explicit(&s->series.redis_up->value, memory_order_relaxed) == 1;
+    int kafka = ph_kafka_watch_ready(s->watch);
+    if (redis && kafka) {
+        static const char body[] = "{\"status\":\"ready\",\"kafka\":\"up\",\"redis\":\"up\"}";
+        ph_http_send_json(req, 200, body, sizeof(body) - 1);
+    } else {
+        ph_http_send_unavailable(req, 1,
+                                 !kafka ? "not ready: the Kafka topic is not reachable" : "not ready: Redis is not reachable");
+    }
+    return 0;
+}
+
+static const ph_route_t routes[] = {
+    {"GET", "/healthz", ph_server_handle_healthz},
+    {"GET", "/readyz", handle_readyz},
+    {"GET", "/metrics", ph_server_handle_metrics},
+    {NULL, NULL, NULL},
+};
+
+static void *server_main(void *arg)
+{
+    ph_stats_t *s = arg;
+    char errstr[256];
+    if (ph_server_run(&s->server, errstr, sizeof(errstr)) != 0 && errstr[0] != '\0')
+        ph_log_str(PH_LOG_ERROR, "metrics listener failed", "error", errstr);
+    return NULL;
+}
+
+int ph_stats_start(ph_stats_t *s, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *redis, const char *topic, const char *listen,
+                   const char *cors_origins, char *errstr, size_t errstr_size)
+{
+    s->rk = rk;
+    s->redis = redis;
+    s->watch = ph_kafka_watch_start(rk, topic, 1000);
+    s->server = (ph_server_t){
+        .name = "consumer-metrics",
+        .listen = listen,
+        .threads = 1,
+        .max_body = 4096,
+        .shutdown_grace_ms = 2000,
+        .routes = routes,
+        .app = s,
+        .metrics = s->metrics,
+        .cors_origins = cors_origins,
+    };
+    if (pthread_create(&s->thread, NULL, server_main, s) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the metrics listener's thread");
+        ph_kafka_watch_stop(s->watch);
+        s->watch = NULL;
+        return -1;
+    }
+    s->started = 1;
+    uv_timer_init(loop, &s->sample_timer);
+    s->sample_timer.data = s;
+    uv_timer_start(&s->sample_timer, on_sample, 0, 1000);
+    s->sampling = 1;
+    return 0;
+}
+
+void ph_stats_close(ph_stats_t *s)
+{
+    if (!s->sampling)
+        return;
+    s->sampling = 0;
+    uv_close((uv_handle_t *)&s->sample_timer, NULL);
+}
+
+void ph_stats_stop(ph_stats_t *s)
+{
+    if (!s->started)
+        return;
+    s->started = 0;
+    ph_server_stop(&s->server); /* already stopping when a signal stopped us */
+    pthread_join(s->thread, NULL);
+    ph_kafka_watch_stop(s->watch);
+    s->watch = NULL;
+}
+
+void ph_stats_free(ph_stats_t *s)
+{
+    if (s == NULL)
+        return;
+    ph_stats_stop(s);
+    pthread_mutex_destroy(&s->lag_mutex);
+    ph_metrics_free(s->metrics);
+    free(s);
+}
