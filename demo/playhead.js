@@ -432,20 +432,16 @@ export function createClient(options) {
      */
     function record({ videoId, position, duration, sessionId, seriesId, nextVideoId } = {}) {
         checkId('videoId', videoId);
+        checkSeries(seriesId, nextVideoId);
         if (typeof position !== 'number' || !Number.isFinite(position) || position < 0 || position > MAX_POSITION)
             throw new RangeError(`playhead: position must be a number in 0..${MAX_POSITION}, got ${position}`);
         if (sessionId != null) checkId('sessionId', sessionId);
-        if (seriesId != null) checkId('seriesId', seriesId);
-        if (nextVideoId != null) checkId('nextVideoId', nextVideoId);
-        if (nextVideoId != null && seriesId == null) throw new TypeError('playhead: nextVideoId needs a seriesId');
         const ev = { user_id: userId, video_id: videoId, position: Math.round(position * 1000) / 1000, ts: Math.floor(now()) };
         // a <video> reports NaN before metadata and Infinity for live streams: not a duration
         if (typeof duration === 'number' && Number.isFinite(duration) && duration > 0 && duration <= MAX_POSITION)
             ev.duration = Math.round(duration * 1000) / 1000;
         if (sessionId != null) ev.session_id = sessionId;
-        if (seriesId != null) ev.series_id = seriesId;
-        if (nextVideoId != null) ev.next_video_id = nextVideoId;
-        return enqueue(ev);
+        return enqueue(withSeries(ev, seriesId, nextVideoId));
     }
 
     /**
@@ -453,15 +449,21 @@ export function createClient(options) {
      * like a position: durable before returning, batched, retried until ingest accepts it.
      * @param {'hide'|'watched'|'unwatched'|'erase'|'erase_user'} kind
      * @param {string} [videoId]  every kind but `erase_user`
+     * @param {{seriesId?: string, nextVideoId?: string}} [series]  `watched`/`unwatched` of an
+     *        episode: as for `record()`, so a title marked watched shows its next episode
      * @returns {PositionEvent} the queued event
      * @throws {TypeError} for an unknown kind or an invalid id
      */
-    function mark(kind, videoId) {
+    function mark(kind, videoId, { seriesId, nextVideoId } = {}) {
         if (!VIEWER_KINDS.includes(kind)) throw new TypeError(`playhead: kind must be one of ${VIEWER_KINDS.join(', ')}, got ${JSON.stringify(kind)}`);
         const ev = { user_id: userId, kind, ts: Math.floor(now()) };
         if (kind !== 'erase_user') {
             checkId('videoId', videoId);
             ev.video_id = videoId;
+        }
+        if (kind === 'watched' || kind === 'unwatched') {
+            checkSeries(seriesId, nextVideoId);
+            withSeries(ev, seriesId, nextVideoId);
         }
         return enqueue(ev);
     }
@@ -527,8 +529,8 @@ export function createClient(options) {
      * @typedef {Object} Client
      * @property {typeof record} record
      * @property {(videoId: string) => PositionEvent} hide  remove the title from the row (the position is kept)
-     * @property {(videoId: string) => PositionEvent} markWatched  finished: leaves the row
-     * @property {(videoId: string) => PositionEvent} markUnwatched  position 0, not finished, not in the row
+     * @property {(videoId: string, series?: Object) => PositionEvent} markWatched  finished: leaves the row
+     * @property {(videoId: string, series?: Object) => PositionEvent} markUnwatched  position 0, not finished, not in the row
      * @property {(videoId: string) => PositionEvent} erase  forget the title for good (older events stay dropped)
      * @property {() => PositionEvent} eraseUser  forget everything of this user for good
      * @property {typeof mark} mark
@@ -543,8 +545,8 @@ export function createClient(options) {
         record,
         mark,
         hide: (videoId) => mark('hide', videoId),
-        markWatched: (videoId) => mark('watched', videoId),
-        markUnwatched: (videoId) => mark('unwatched', videoId),
+        markWatched: (videoId, series) => mark('watched', videoId, series),
+        markUnwatched: (videoId, series) => mark('unwatched', videoId, series),
         erase: (videoId) => mark('erase', videoId),
         eraseUser: () => mark('erase_user'),
         flush,
@@ -579,6 +581,18 @@ function label(e) {
 
 function checkId(name, v) {
     if (typeof v !== 'string' || !ID_PATTERN.test(v)) throw new TypeError(`playhead: ${name} must be 1-128 of [A-Za-z0-9._:@-], got ${JSON.stringify(v)}`);
+}
+
+function checkSeries(seriesId, nextVideoId) {
+    if (seriesId != null) checkId('seriesId', seriesId);
+    if (nextVideoId != null) checkId('nextVideoId', nextVideoId);
+    if (nextVideoId != null && seriesId == null) throw new TypeError('playhead: nextVideoId needs a seriesId');
+}
+
+function withSeries(ev, seriesId, nextVideoId) {
+    if (seriesId != null) ev.series_id = seriesId;
+    if (nextVideoId != null) ev.next_video_id = nextVideoId;
+    return ev;
 }
 
 function isEvent(e) {

@@ -75,6 +75,11 @@ test('record sends series_id and next_video_id', () => {
     assert.equal(ev.series_id, 's1');
     assert.equal(ev.next_video_id, 's1e2');
     assert.deepEqual(t.client.queued(), [ev]);
+    t.clock.t += 1;
+    const w = t.client.markWatched('s1e1', { seriesId: 's1', nextVideoId: 's1e2' });
+    assert.deepEqual(w, { user_id: 'alice', kind: 'watched', ts: t.clock.t, video_id: 's1e1', series_id: 's1', next_video_id: 's1e2' });
+    assert.deepEqual(t.client.queued(), [w], 'watched replaced the older position (one content register)');
+    assert.throws(() => t.client.markWatched('s1e1', { nextVideoId: 's1e2' }), TypeError);
 });
 
 test('a position after a hide of the same video keeps the hide (separate registers)', () => {
