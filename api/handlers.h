@@ -28,6 +28,8 @@ int ph_api_compat_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_
 /* state.c: decodes a stored state for a response. Stricter than ph_state_decode: position and
  * duration must be finite and non-negative (JSON has no NaN or infinity). Returns 0 or -1. */
 int ph_api_state_decode(const char *s, size_t len, ph_state_t *st);
+/* 1 when a reply to HGET holds no title: nil, or a hide that no position has followed yet. */
+int ph_api_reply_no_title(const redisReply *reply);
 
 /* positions.c: appends {"user_id","video_id","position","duration","updated_at","finished"} for the
  * stored `state`. Returns 0, or -1 (nothing appended) when the state is malformed. */

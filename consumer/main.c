@@ -39,6 +39,9 @@ typedef struct config_s {
     long long row_max;
     long long batch_max;
     long long stream_lease_seconds;
+    long long erase_marker_ttl_seconds;
+    const char *finished_ratio;
+    long long finished_remaining_seconds;
     const char *log_level;
     const char *replay_from;
     const char *metrics_listen;
@@ -64,6 +67,14 @@ static const ph_option_t options[] = {
     {"batch-max", PH_OPT_INT, "5000", 1, 100000, offsetof(config_t, batch_max), "messages taken from Kafka per batch"},
     {"stream-lease-seconds", PH_OPT_INT, "90", 0, 86400, offsetof(config_t, stream_lease_seconds),
      "a position event with a session_id extends that stream's lease to this (the api's stream-lease-seconds); 0: never"},
+    {"erase-marker-ttl-seconds", PH_OPT_INT, "605100", 600, 315360000, offsetof(config_t, erase_marker_ttl_seconds),
+     "how long an erase marker (a title's or a user's) is kept: at least the positions topic's retention plus the "
+     "5-minute future-clamp window (default 7 days + 5 min, Kafka's default retention); events older than this minus "
+     "5 minutes are dropped, so nothing a marker covered can come back after it expired"},
+    {"finished-ratio", PH_OPT_STR, "0.95", 0, 0, offsetof(config_t, finished_ratio),
+     "a title counts as finished once position >= this fraction of its duration (0 < ratio <= 1)"},
+    {"finished-remaining-seconds", PH_OPT_INT, "0", 0, 86400, offsetof(config_t, finished_remaining_seconds),
+     "a title also counts as finished once fewer than this many seconds remain (end credits); 0 = off"},
     {"log-level", PH_OPT_STR, "info", 0, 0, offsetof(config_t, log_level), "debug, info, warn or error"},
     {"replay-from", PH_OPT_STR, "", 0, 0, offsetof(config_t, replay_from),
      "rebuild Redis: replay the topic from 'earliest' or an RFC 3339 time (2024-05-01T12:00:00Z) up to its end "
@@ -291,6 +302,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "playhead-consumer: option replay-from: '%s' is not 'earliest' or an RFC 3339 time\n", cfg.replay_from);
         goto Exit;
     }
+    char *ratio_end;
+    double ratio = strtod(cfg.finished_ratio, &ratio_end);
+    if (ratio_end == cfg.finished_ratio || *ratio_end != '\0' || !(ratio > 0 && ratio <= 1)) {
+        fprintf(stderr, "playhead-consumer: option finished-ratio: '%s' is not a number above 0 and at most 1\n",
+                cfg.finished_ratio);
+        goto Exit;
+    }
+    ph_apply_rules_t rules = {
+        .marker_ttl_ms = (uint64_t)cfg.erase_marker_ttl_seconds * 1000,
+        .finished_ratio = ratio,
+        .finished_remaining_s = (double)cfg.finished_remaining_seconds,
+    };
     if (cfg.brokers[0] == '\0' || cfg.topic[0] == '\0' || cfg.group[0] == '\0') {
         fprintf(stderr, "playhead-consumer: options brokers, topic and group must not be empty\n");
         goto Exit;
@@ -316,6 +339,7 @@ int main(int argc, char **argv)
         .ttl_ms = (uint64_t)cfg.ttl_seconds * 1000,
         .row_max = (unsigned)cfg.row_max,
         .lease_ms = (uint64_t)cfg.stream_lease_seconds * 1000,
+        .rules = rules,
         .stop_grace_ms = STOP_GRACE_MS,
         .close_timeout_ms = CLOSE_TIMEOUT_MS,
         .replay = replay_from != PH_REPLAY_OFF,
