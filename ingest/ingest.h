@@ -179,6 +179,12 @@ void ph_send_event_error(h2o_req_t *req, const ph_event_error_t *err, int batch)
 /* HTTP handlers. */
 int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_compat_watching(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+/* The viewer's write routes (viewer.c): hide, watched, unwatched, erase one title, erase the user. */
+int ph_handle_hide(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_watched(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_unwatched(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_erase(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_erase_user(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_healthz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 
