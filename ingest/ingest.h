@@ -173,6 +173,9 @@ void ph_producer_dispose(ph_loop_t *loop);
  * is full. Runs on the loop thread; the request may go away meanwhile. */
 void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events, size_t count, ph_produce_done_cb done);
 
+/* The answer of an accepted request: 202 {"accepted": count}, or 503 + Retry-After when !ok. */
+void ph_positions_done(h2o_req_t *req, size_t count, int ok);
+
 /* 400 {"error", "index" (when batch), "field"} for a rejected event. */
 void ph_send_event_error(h2o_req_t *req, const ph_event_error_t *err, int batch);
 

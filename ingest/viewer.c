@@ -9,21 +9,9 @@
  *   DELETE /v1/users/:user/videos/:video             erase (one title)
  *   DELETE /v1/users/:user                           erase_user (own user, or a token with `admin`)
  */
-#include <stdio.h>
 #include "ingest.h"
 #include "playhead/identity.h"
 #include "playhead/time_.h"
-
-static void viewer_done(h2o_req_t *req, size_t count, int ok)
-{
-    if (!ok) {
-        ph_http_send_unavailable(req, 1, "Kafka did not acknowledge the event in time; retry later");
-        return;
-    }
-    char body[48];
-    int n = snprintf(body, sizeof(body), "{\"accepted\":%zu}", count);
-    ph_http_send_json(req, 202, body, (size_t)n);
-}
 
 static int produce_kind(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params, int kind)
 {
@@ -44,7 +32,7 @@ static int produce_kind(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
         ph_identity_reject(req, id);
         return 0;
     }
-    ph_produce_events(loop, req, &ev, 1, viewer_done);
+    ph_produce_events(loop, req, &ev, 1, ph_positions_done);
     return 0;
 }
 
