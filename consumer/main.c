@@ -201,7 +201,7 @@ static void *server_main(void *arg)
 static int print_script(int argc, char **argv)
 {
     static const char *const names[PH_SCRIPT_COUNT] = {
-        "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat"};
+        "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat", "history", "export"};
     const char *name = strncmp(argv[1], "--print-script=", 15) == 0 ? argv[1] + 15 : argc > 2 ? argv[2] : "";
     for (int i = 0; i < PH_SCRIPT_COUNT; ++i) {
         if (strcmp(name, names[i]) == 0) {

@@ -168,7 +168,8 @@ static const char apply_lua[] =
 static const char row_lua[] =
     LUA_PARSE "local limit, mins, minf = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
               "local u = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', 0, 'WITHSCORES')\n"
-              "local f = redis.call('ZREVRANGEBYSCORE', KEYS[2], '(0', '-inf', 'WITHSCORES')\n"
+              /* finished titles score -(ts+1): the newest has the lowest score */
+              "local f = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(0', 'WITHSCORES')\n"
               "local ids, i, j = {}, 1, 1\n"
               "while i <= #u or j <= #f do\n"
               "  local tu = i <= #u and tonumber(u[i + 1]) or -1\n"
@@ -204,6 +205,32 @@ static const char row_lua[] =
               "  end\n"
               "end\n"
               "return out\n";
+
+/* KEYS: videos hash, row zset. ARGV: limit, cursor ts ("" for the first page), cursor video_id.
+ * The history: every title of the row index (finished included; a hide alone is no title), newest
+ * first by (updated_at, video_id) descending, the page after the cursor (the last item of the
+ * previous page). Returns {more (1 when items follow this page), video_id, value, ...}. The index
+ * holds at most 2 x row_max titles, so sorting them all is bounded. */
+static const char history_lua[] =
+    "local limit = tonumber(ARGV[1])\n"
+    "local cts, cid = tonumber(ARGV[2]), ARGV[3]\n"
+    "local z = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')\n"
+    "local all = {}\n"
+    "for i = 1, #z, 2 do\n"
+    "  local s = tonumber(z[i + 1])\n"
+    "  local t = s >= 0 and s or -(s + 1)\n"
+    "  if not cts or t < cts or (t == cts and z[i] < cid) then all[#all + 1] = {z[i], t} end\n"
+    "end\n"
+    "table.sort(all, function(x, y) if x[2] ~= y[2] then return x[2] > y[2] end return x[1] > y[1] end)\n"
+    "local out = {#all > limit and 1 or 0}\n"
+    "local ids = {}\n"
+    "for i = 1, math.min(limit, #all) do ids[i] = all[i][1] end\n"
+    "if #ids == 0 then return out end\n"
+    "local st = redis.call('HMGET', KEYS[1], unpack(ids))\n"
+    "for i, id in ipairs(ids) do\n"
+    "  if st[i] then out[#out + 1] = id; out[#out + 1] = st[i] end\n"
+    "end\n"
+    "return out\n";
 
 /* ---------------------------------------------------------------- stream leases
  *
@@ -357,7 +384,19 @@ static const char heartbeat_lua[] =
     "expire()\n"
     "return 1\n";
 
+/* KEYS: streams zset, info hash, videos hash. No ARGV. Read-only.
+ * Everything stored about a user for an export: {2n, video_id, value, ... (n titles, hides alone
+ * included: they are data about the user too), then the live leases as in LUA_ACTIVE}. */
+static const char export_lua[] =
+    LUA_NOW LUA_ACTIVE
+    "local v = redis.call('HGETALL', KEYS[3])\n"
+    "local out = {#v}\n"
+    "for _, x in ipairs(v) do out[#out + 1] = x end\n"
+    "for _, x in ipairs(active()) do out[#out + 1] = x end\n"
+    "return out\n";
+
 /* clang-format on */
 
 const char *const PH_SCRIPTS[PH_SCRIPT_COUNT] = {
-    apply_lua, row_lua, stream_start_lua, stream_stop_lua, stream_stop_oldest_lua, stream_list_lua, heartbeat_lua};
+    apply_lua,       row_lua,       stream_start_lua, stream_stop_lua, stream_stop_oldest_lua,
+    stream_list_lua, heartbeat_lua, history_lua,      export_lua};
