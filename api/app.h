@@ -39,6 +39,7 @@ typedef struct ph_api_config_s {
     const char *demo_ingest_url;   /* where the demo page posts positions */
     const char *demo_consumer_url; /* where the dashboard reads the consumer's metrics */
     /* stream leases: live leases allowed per user, and how long one lives without a refresh */
+    long long row_min_seconds, row_min_percent; /* the row's minimum watched, see main.c */
     long long stream_limit;
     long long stream_lease_seconds;
 } ph_api_config_t;

@@ -28,7 +28,7 @@ static void on_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *repl
         ph_http_send_error(req, 500, "storage unavailable");
         return;
     }
-    if (reply->type == REDIS_REPLY_NIL) {
+    if (ph_api_reply_no_title(reply)) {
         ph_http_send_error(req, 404, "not found");
         return;
     }

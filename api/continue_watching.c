@@ -1,7 +1,8 @@
 /*
  * GET /v1/users/:user/continue-watching?limit=N: the user's row of unfinished videos, newest
- * first. One EVALSHA of PH_SCRIPT_ROW reads the row index and the states together, so the row is a
- * consistent snapshot in a single round trip.
+ * first, without hidden titles and titles watched less than the minimum, one item per series (or its
+ * next episode, "next up"; see row_lua in scripts.c). One EVALSHA of PH_SCRIPT_ROW reads the row index and the states together, so
+ * the row is a consistent snapshot in a single round trip.
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,48 +32,42 @@ int ph_api_limit_parse(const char *s, size_t len, unsigned *limit)
 }
 
 /* Appends one item; returns 1, or 0 when the entry is skipped. */
-static int row_item(ph_buf_t *b, int first, const redisReply *id, const redisReply *state)
+static int row_item(ph_buf_t *b, int first, const redisReply *id, const redisReply *state, const redisReply *next_up)
 {
     ph_state_t st;
     if (ph_api_state_decode(state->str, state->len, &st) != 0) {
         ph_log_str(PH_LOG_WARN, "malformed stored state in the row", "video_id", id->str);
         return 0;
     }
-    /* the row index lists unfinished videos only; a finished state here means it is being updated */
-    if (ph_state_finished(st.position, st.duration))
-        return 0;
     if (!first)
         ph_buf_lit(b, ",");
     ph_buf_lit(b, "{\"video_id\":");
     ph_buf_json_str(b, id->str, id->len);
-    ph_buf_lit(b, ",\"position\":");
-    ph_buf_double(b, st.position);
-    if (st.duration > 0) {
-        double progress = st.position / st.duration;
-        ph_buf_lit(b, ",\"duration\":");
-        ph_buf_double(b, st.duration);
-        ph_buf_lit(b, ",\"progress\":");
-        ph_buf_double(b, progress < 0 ? 0 : progress > 1 ? 1 : progress);
-    } else {
-        ph_buf_lit(b, ",\"duration\":null,\"progress\":null");
+    if (next_up->len == 1 && next_up->str[0] == '1') {
+        /* the next episode of a finished one: from the start, nothing known about it yet */
+        ph_buf_lit(b, ",\"position\":0,\"duration\":null,\"progress\":0,\"updated_at\":");
+        ph_buf_i64(b, st.ts);
+        ph_buf_lit(b, ",\"series_id\":");
+        ph_buf_json_str(b, st.series_id, st.series_id_len);
+        ph_buf_lit(b, ",\"next_up\":true}");
+        return 1;
     }
-    ph_buf_lit(b, ",\"updated_at\":");
-    ph_buf_i64(b, st.ts);
+    ph_api_item_fields(b, &st);
     ph_buf_lit(b, "}");
     return 1;
 }
 
 int ph_api_row_json(ph_buf_t *b, const redisReply *reply)
 {
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 0)
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 3 != 0)
         return -1;
     for (size_t i = 0; i < reply->elements; ++i)
         if (reply->element[i]->type != REDIS_REPLY_STRING)
             return -1;
     int count = 0;
     ph_buf_lit(b, "{\"items\":[");
-    for (size_t i = 0; i < reply->elements; i += 2)
-        count += row_item(b, count == 0, reply->element[i], reply->element[i + 1]);
+    for (size_t i = 0; i < reply->elements; i += 3)
+        count += row_item(b, count == 0, reply->element[i], reply->element[i + 1], reply->element[i + 2]);
     ph_buf_lit(b, "]}");
     return count;
 }
@@ -96,7 +91,7 @@ int ph_api_continue_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_param
     const h2o_iovec_t *user = &params->values[0];
     h2o_iovec_t limit_arg;
     unsigned limit = PH_API_LIMIT_DEFAULT;
-    char key_v[PH_KEY_MAX], key_r[PH_KEY_MAX], limit_buf[8];
+    char key_v[PH_KEY_MAX], key_r[PH_KEY_MAX], limit_buf[8], min_s[24], min_f[24];
 
     if (!ph_api_check_id(req, "user_id", user))
         return 0;
@@ -110,8 +105,11 @@ int ph_api_continue_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_param
     size_t key_v_len = ph_key(key_v, sizeof(key_v), PH_KEY_VIDEOS, p->user, p->user_len);
     size_t key_r_len = ph_key(key_r, sizeof(key_r), PH_KEY_ROW, p->user, p->user_len);
     int limit_len = snprintf(limit_buf, sizeof(limit_buf), "%u", limit);
-    const char *argv[] = {key_v, key_r, limit_buf};
-    const size_t argvlen[] = {key_v_len, key_r_len, (size_t)limit_len};
-    ph_api_evalsha(p, PH_SCRIPT_ROW, 2, 3, argv, argvlen);
+    const ph_api_config_t *cfg = &((const ph_api_t *)loop->server->app)->cfg;
+    int min_s_len = snprintf(min_s, sizeof(min_s), "%lld", cfg->row_min_seconds);
+    int min_f_len = snprintf(min_f, sizeof(min_f), "%g", (double)cfg->row_min_percent / 100);
+    const char *argv[] = {key_v, key_r, limit_buf, min_s, min_f};
+    const size_t argvlen[] = {key_v_len, key_r_len, (size_t)limit_len, (size_t)min_s_len, (size_t)min_f_len};
+    ph_api_evalsha(p, PH_SCRIPT_ROW, 2, 5, argv, argvlen);
     return 0;
 }

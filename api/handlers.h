@@ -19,12 +19,31 @@ int ph_api_position_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
 /* GET /v1/users/:user/continue-watching?limit=N (continue_watching.c) */
 int ph_api_continue_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 
+/* GET /v1/users/:user/history?limit=N&cursor=C and GET /v1/users/:user/export (history.c) */
+int ph_api_history_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_api_export_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+
+/* history.c: appends {"items":[...],"next_cursor":...} from the reply of PH_SCRIPT_HISTORY ({more,
+ * video_id, state, ...}). Returns the number of items, or -1 (nothing appended) on a bad shape. */
+int ph_api_history_json(ph_buf_t *b, const redisReply *reply);
+/* history.c: parses a cursor "<updated_at>.<video_id>". Returns 0 with *ts and the id (pointing
+ * into s) set, or -1. */
+int ph_api_cursor_parse(const char *s, size_t len, int64_t *ts, const char **id, size_t *id_len);
+
 /* GET /watching?video_id=V with cookie user_id (compat_watching.c), the reference service's route. */
 int ph_api_compat_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+
+/* state.c: appends the fields of an item after its video_id: "position", "duration", "progress"
+ * (a watched title shows progress 1), "updated_at", then "series_id" when present. */
+void ph_api_item_fields(ph_buf_t *b, const ph_state_t *st);
+/* state.c: appends true or false. */
+void ph_api_buf_bool(ph_buf_t *b, int v);
 
 /* state.c: decodes a stored state for a response. Stricter than ph_state_decode: position and
  * duration must be finite and non-negative (JSON has no NaN or infinity). Returns 0 or -1. */
 int ph_api_state_decode(const char *s, size_t len, ph_state_t *st);
+/* 1 when a reply to HGET holds no title: nil, or a hide that no position has followed yet. */
+int ph_api_reply_no_title(const redisReply *reply);
 
 /* positions.c: appends {"user_id","video_id","position","duration","updated_at","finished"} for the
  * stored `state`. Returns 0, or -1 (nothing appended) when the state is malformed. */
@@ -38,10 +57,10 @@ int ph_api_position_json(ph_buf_t *b, const char *user, size_t user_len, const c
  * Returns 0 with *limit set, or -1. */
 int ph_api_limit_parse(const char *s, size_t len, unsigned *limit);
 
-/* continue_watching.c: appends {"items":[...]} from the reply of PH_SCRIPT_ROW (a flat array
- * video_id, state, ...; newest first). Entries with a malformed state, and finished videos that the
- * row index still lists, are skipped. Returns the number of items, or -1 (nothing appended) when the
- * reply does not have the script's shape. */
+/* continue_watching.c: appends {"items":[...]} from the reply of PH_SCRIPT_ROW (flat triples
+ * video_id, state, next_up "1"/"0"; newest first). Entries with a malformed state are skipped. A
+ * next-up item is the next episode at position 0 (its duration unknown), "next_up": true. Returns
+ * the number of items, or -1 (nothing appended) when the reply does not have the script's shape. */
 int ph_api_row_json(ph_buf_t *b, const redisReply *reply);
 
 /* compat_watching.c: appends {"position": x} for the stored `state`. Returns 0 or -1. */

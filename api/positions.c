@@ -27,7 +27,7 @@ int ph_api_position_json(ph_buf_t *b, const char *user, size_t user_len, const c
         ph_buf_lit(b, "null");
     ph_buf_lit(b, ",\"updated_at\":");
     ph_buf_i64(b, st.ts);
-    if (ph_state_finished(st.position, st.duration))
+    if (ph_state_is_finished(&st))
         ph_buf_lit(b, ",\"finished\":true}");
     else
         ph_buf_lit(b, ",\"finished\":false}");
@@ -40,7 +40,7 @@ static void on_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *repl
         ph_api_send_redis_failure(req, reply);
         return;
     }
-    if (reply->type == REDIS_REPLY_NIL) {
+    if (ph_api_reply_no_title(reply)) {
         ph_http_send_error(req, 404, "not found");
         return;
     }

@@ -13,7 +13,7 @@
 #include "apply.h"
 
 void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, uint64_t lease_ms,
-                   ph_apply_done_cb on_done, void *data)
+                   const ph_apply_rules_t *rules, ph_apply_done_cb on_done, void *data)
 {
     memset(apply, 0, sizeof(*apply));
     apply->redis = redis;
@@ -23,6 +23,10 @@ void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsign
     snprintf(apply->_row_max, sizeof(apply->_row_max), "%u", row_max);
     apply->_lease_ms = lease_ms;
     snprintf(apply->_lease_text, sizeof(apply->_lease_text), "%" PRIu64, lease_ms);
+    snprintf(apply->_marker_ttl_ms, sizeof(apply->_marker_ttl_ms), "%" PRIu64, rules->marker_ttl_ms);
+    ph_format_double(apply->_ratio, sizeof(apply->_ratio), rules->finished_ratio);
+    ph_format_double(apply->_remaining, sizeof(apply->_remaining), rules->finished_remaining_s);
+    apply->_horizon_ms = (int64_t)rules->marker_ttl_ms - PH_TS_FUTURE_SLACK_MS;
 }
 
 static void fail(ph_apply_t *apply, const char *why)
@@ -46,8 +50,9 @@ static void on_reply(ph_redis_t *r, redisReply *reply, void *privdata)
         fail(apply, "no reply from Redis (timeout or connection lost)");
     } else if (reply->type == REDIS_REPLY_ERROR) {
         fail(apply, reply->str);
-    } else if (reply->type == REDIS_REPLY_INTEGER) {
-        if (reply->integer != 0)
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 && reply->element[0]->type == REDIS_REPLY_INTEGER) {
+        /* {changed, name, value, ...}: the pairs say what changed (for the state topic) */
+        if (reply->element[0]->integer != 0)
             apply->applied++;
         else
             apply->stale++;
@@ -95,7 +100,7 @@ static int send_heartbeat(ph_apply_t *apply, const ph_event_t *ev, int64_t now_m
 void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
 {
     int64_t now_ms = ph_now_ms();
-    apply->applied = apply->stale = apply->heartbeats = apply->heartbeat_errors = 0;
+    apply->applied = apply->stale = apply->expired = apply->heartbeats = apply->heartbeat_errors = 0;
     apply->_failed = 0;
     apply->_error[0] = '\0';
     apply->_pending = 0;
@@ -103,23 +108,54 @@ void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
 
     for (size_t i = 0; i < n; ++i) {
         const ph_event_t *ev = &winners[i];
-        char videos[PH_KEY_MAX], row[PH_KEY_MAX], ts[24], received_at[24], position[32], duration[32] = "0";
-        const char *argv[9] = {videos, row, ev->video_id, ts, received_at, position, duration, apply->_ttl_ms, apply->_row_max};
-        size_t lens[9];
-        lens[0] = ph_key(videos, sizeof(videos), PH_KEY_VIDEOS, ev->user_id, ev->user_id_len);
-        lens[1] = ph_key(row, sizeof(row), PH_KEY_ROW, ev->user_id, ev->user_id_len);
-        lens[2] = ev->video_id_len;
-        lens[3] = (size_t)snprintf(ts, sizeof(ts), "%" PRId64, ev->ts);
-        lens[4] = (size_t)snprintf(received_at, sizeof(received_at), "%" PRId64, ev->received_at);
+        /* Older than an erase marker lives: a marker that covered it may have expired, so it is
+         * dropped (Kafka's retention deletes such events anyway, so a replay could not bring them
+         * back either; see README "Data model"). */
+        if (ev->ts < now_ms - apply->_horizon_ms) {
+            apply->expired++;
+            continue;
+        }
+        char keys[6][PH_KEY_MAX], ts[24], received_at[24], position[32], duration[32] = "0";
+        static const ph_key_kind_t key_kinds[6] = {PH_KEY_VIDEOS,      PH_KEY_ROW,     PH_KEY_ERASED,
+                                                   PH_KEY_USER_ERASED, PH_KEY_STREAMS, PH_KEY_STREAM_INFO};
+        const char *kind = PH_KIND_NAMES[ev->kind < PH_KIND_COUNT ? ev->kind : PH_KIND_POSITION];
+        const char *argv[19] = {keys[0],
+                                keys[1],
+                                keys[2],
+                                keys[3],
+                                keys[4],
+                                keys[5],
+                                kind,
+                                ev->video_id,
+                                ts,
+                                received_at,
+                                position,
+                                duration,
+                                apply->_ttl_ms,
+                                apply->_row_max,
+                                apply->_marker_ttl_ms,
+                                apply->_ratio,
+                                apply->_remaining,
+                                ev->series_id,
+                                ev->next_video_id};
+        size_t lens[19];
+        for (int k = 0; k < 6; ++k)
+            lens[k] = ph_key(keys[k], sizeof(keys[k]), key_kinds[k], ev->user_id, ev->user_id_len);
+        lens[6] = strlen(kind);
+        lens[7] = ev->video_id_len;
+        lens[8] = (size_t)snprintf(ts, sizeof(ts), "%" PRId64, ev->ts);
+        lens[9] = (size_t)snprintf(received_at, sizeof(received_at), "%" PRId64, ev->received_at);
         /* shortest text that reads back as the same double: the script compares numbers, and the
          * stored state must compare equal to the same event applied again */
-        lens[5] = ph_format_double(position, sizeof(position), ev->position);
-        lens[6] = ev->duration > 0 ? ph_format_double(duration, sizeof(duration), ev->duration) : 1;
-        lens[7] = strlen(apply->_ttl_ms);
-        lens[8] = strlen(apply->_row_max);
+        lens[10] = ph_format_double(position, sizeof(position), ev->position);
+        lens[11] = ev->duration > 0 ? ph_format_double(duration, sizeof(duration), ev->duration) : 1;
+        for (int k = 12; k < 17; ++k)
+            lens[k] = strlen(argv[k]);
+        lens[17] = ev->series_id_len;
+        lens[18] = ev->series_id_len ? ev->next_video_id_len : 0;
 
         apply->_pending++;
-        if (ph_redis_evalsha(apply->redis, on_reply, apply, PH_SCRIPT_APPLY, 2, 9, argv, lens) != 0) {
+        if (ph_redis_evalsha(apply->redis, on_reply, apply, PH_SCRIPT_APPLY, 6, 19, argv, lens) != 0) {
             /* not connected: the rest would fail the same way, and the batch is retried whole */
             apply->_pending--;
             fail(apply, "Redis is not connected");

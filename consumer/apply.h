@@ -14,6 +14,14 @@
 
 typedef struct ph_apply_s ph_apply_t;
 
+/* The consumer's rules for the apply script (options of playhead-consumer). */
+typedef struct ph_apply_rules_s {
+    uint64_t marker_ttl_ms;      /* erase markers live this long; events with ts older than
+                                  * now - (marker_ttl_ms - the 5-minute clamp) are dropped */
+    double finished_ratio;       /* finished once position >= ratio * duration */
+    double finished_remaining_s; /* ... or once fewer seconds than this remain (0: off) */
+} ph_apply_rules_t;
+
 /* Runs once per ph_apply_start, on the loop thread. `ok` is 1 when every command was answered
  * without error (the batch is in Redis), else 0 and `error` says why (the first failure seen). */
 typedef void (*ph_apply_done_cb)(ph_apply_t *apply, int ok, const char *error, void *data);
@@ -24,12 +32,14 @@ struct ph_apply_s {
     void *data;
     /* outcome of the last batch, for logs and tests */
     size_t applied;          /* the event became the stored state */
-    size_t stale;            /* Redis already held a newer or equal state */
+    size_t stale;            /* Redis already held a newer or equal state, or an erase covered it */
+    size_t expired;          /* older than the erase markers' lifetime: dropped without a call */
     size_t heartbeats;       /* leases extended */
     size_t heartbeat_errors; /* best effort: they do not fail the batch */
     uint64_t _lease_ms;
     char _lease_text[24];
-    char _ttl_ms[24], _row_max[24];
+    char _ttl_ms[24], _row_max[24], _marker_ttl_ms[24], _ratio[32], _remaining[32];
+    int64_t _horizon_ms; /* marker lifetime minus the clamp window */
     size_t _pending;
     int _starting;
     int _failed;
@@ -39,7 +49,7 @@ struct ph_apply_s {
 /* `ttl_ms` is set on the user's keys by every write; `row_max` bounds each part of the row.
  * `lease_ms` is the api's stream-lease-seconds in ms; 0 sends no heartbeats (replays do not). */
 void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, uint64_t lease_ms,
-                   ph_apply_done_cb on_done, void *data);
+                   const ph_apply_rules_t *rules, ph_apply_done_cb on_done, void *data);
 
 /* Sends one EVALSHA per event of winners[0..n) (at most one per (user, video), see coalesce.h:
  * Redis runs them in order, so two events of one key would still converge, but that is wasted work).

@@ -36,6 +36,9 @@ static uint64_t key_hash(uint64_t seed, const ph_event_t *ev)
     /* a byte no id can contain keeps ("ab", "c") and ("a", "bc") apart */
     h = fnv1a(h, "/", 1);
     h = fnv1a(h, ev->video_id, ev->video_id_len);
+    /* one winner per register: a hide or an erase is never coalesced away by a position */
+    unsigned char reg = (unsigned char)ph_lww_register(ev);
+    h = fnv1a(h, (const char *)&reg, 1);
     /* FNV mixes its last bytes poorly into the low bits that pick the slot: finish like splitmix64 */
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ULL;
@@ -47,7 +50,7 @@ static uint64_t key_hash(uint64_t seed, const ph_event_t *ev)
 
 static int same_key(const ph_event_t *a, const ph_event_t *b)
 {
-    return a->user_id_len == b->user_id_len && a->video_id_len == b->video_id_len &&
+    return a->user_id_len == b->user_id_len && a->video_id_len == b->video_id_len && ph_lww_register(a) == ph_lww_register(b) &&
            memcmp(a->user_id, b->user_id, a->user_id_len) == 0 && memcmp(a->video_id, b->video_id, a->video_id_len) == 0;
 }
 

@@ -1,7 +1,10 @@
 /*
- * Coalescing of a batch of position events: of all events for one (user, video) only the
+ * Coalescing of a batch of events: of all events for one (user, video, register) only the
  * last-writer-wins maximum (lww.h) can matter to Redis, so a batch is reduced to one winner per
- * key before it is applied. Pure (no I/O), so it is unit-tested on its own (tests/consumer/).
+ * key before it is applied. The registers (ph_lww_register) are the content (position, watched,
+ * unwatched), hide, erase and erase_user: each is a maximum of its own in the apply script, and
+ * an erase only removes what is older than it, so dropping the non-maximal events of a register
+ * never changes the result. Pure (no I/O), so it is unit-tested on its own (tests/consumer/).
  */
 #ifndef PLAYHEAD_CONSUMER_COALESCE_H
 #define PLAYHEAD_CONSUMER_COALESCE_H

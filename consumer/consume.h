@@ -16,6 +16,7 @@
 #include "playhead/config.h"
 #include "playhead/redis_.h"
 #include "playhead/metrics.h"
+#include "apply.h"
 
 typedef struct ph_consumer_s ph_consumer_t;
 
@@ -50,6 +51,7 @@ typedef struct ph_consumer_config_s {
     uint64_t ttl_ms;                     /* expiry set on a user's keys by every write */
     unsigned row_max;                    /* entries kept in each part of a user's row */
     uint64_t lease_ms;                   /* stream lease extended by an event's session_id; 0: none */
+    ph_apply_rules_t rules;              /* erase markers and finished thresholds (apply.h) */
     uint64_t stop_grace_ms;              /* how long a stop waits for the batch in hand */
     uint64_t close_timeout_ms;           /* how long ph_consumer_free waits for dead-letter acks, then to leave the group */
     int replay;                          /* replay mode (replay.h): no group, stop at the end */

@@ -37,6 +37,9 @@ typedef struct config_s {
     long long row_max;
     long long batch_max;
     long long stream_lease_seconds;
+    long long erase_marker_ttl_seconds;
+    const char *finished_ratio;
+    long long finished_remaining_seconds;
     int log_level; /* ph_log_level_t */
     const char *replay_from;
     const char *metrics_listen;
@@ -48,7 +51,18 @@ typedef struct config_s {
 
 /* --print-script NAME: the names of PH_SCRIPTS, in their order */
 static const char *const script_names[PH_SCRIPT_COUNT] = {
-    "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat"};
+    "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat", "history", "export"};
+
+/* --finished-ratio: a number above 0 and at most 1 */
+static int valid_ratio(const char *value, char *why, size_t why_size)
+{
+    char *end;
+    double ratio = strtod(value, &end);
+    if (end != value && *end == '\0' && ratio > 0 && ratio <= 1)
+        return 0;
+    snprintf(why, why_size, "is not a number above 0 and at most 1");
+    return -1;
+}
 
 static int valid_script(const char *name, char *why, size_t why_size)
 {
@@ -78,6 +92,14 @@ static const ph_option_t options[] = {
     {"batch-max", PH_OPT_INT, "5000", 1, 100000, offsetof(config_t, batch_max), "messages taken from Kafka per batch"},
     {"stream-lease-seconds", PH_OPT_INT, "90", 0, 86400, offsetof(config_t, stream_lease_seconds),
      "a position event with a session_id extends that stream's lease to this (the api's stream-lease-seconds); 0: never"},
+    {"erase-marker-ttl-seconds", PH_OPT_INT, "605100", 600, 315360000, offsetof(config_t, erase_marker_ttl_seconds),
+     "how long an erase marker (a title's or a user's) is kept: at least the positions topic's retention plus the "
+     "5-minute future-clamp window (default 7 days + 5 min, Kafka's default retention); events older than this minus "
+     "5 minutes are dropped, so nothing a marker covered can come back after it expired"},
+    {"finished-ratio", PH_OPT_VALID(valid_ratio), "0.95", 0, 0, offsetof(config_t, finished_ratio),
+     "a title counts as finished once position >= this fraction of its duration (0 < ratio <= 1)"},
+    {"finished-remaining-seconds", PH_OPT_INT, "0", 0, 86400, offsetof(config_t, finished_remaining_seconds),
+     "a title also counts as finished once fewer than this many seconds remain (end credits); 0 = off"},
     PH_OPTION_SHARED("log-level", NULL, config_t, log_level),
     {"replay-from", PH_OPT_VALID(ph_replay_valid_from), "", 0, 0, offsetof(config_t, replay_from),
      "rebuild Redis: replay the topic from 'earliest' or an RFC 3339 time (2024-05-01T12:00:00Z) up to its end "
@@ -91,7 +113,7 @@ static const ph_option_t options[] = {
      "secrets redacted, and exit"},
     {"print-script", PH_OPT_VALID(valid_script), "", 0, 0, offsetof(config_t, print_script),
      "print the Lua source of the named script (apply, row, stream_start, stream_stop, stream_stop_oldest, stream_list, "
-     "heartbeat) as the programs load it into Redis, and exit"},
+     "heartbeat, history, export) as the programs load it into Redis, and exit"},
     PH_OPTIONS_END,
 };
 
@@ -207,6 +229,11 @@ int main(int argc, char **argv)
         code = print_and_exit(&cfg, replay_from);
         goto Exit;
     }
+    ph_apply_rules_t rules = {
+        .marker_ttl_ms = (uint64_t)cfg.erase_marker_ttl_seconds * 1000,
+        .finished_ratio = strtod(cfg.finished_ratio, NULL), /* its validator took it */
+        .finished_remaining_s = (double)cfg.finished_remaining_seconds,
+    };
     ph_log_init("consumer", (ph_log_level_t)cfg.log_level);
 
     uv_loop_init(&app.loop);
@@ -228,6 +255,7 @@ int main(int argc, char **argv)
         .ttl_ms = (uint64_t)cfg.ttl_seconds * 1000,
         .row_max = (unsigned)cfg.row_max,
         .lease_ms = (uint64_t)cfg.stream_lease_seconds * 1000,
+        .rules = rules,
         .stop_grace_ms = STOP_GRACE_MS,
         .close_timeout_ms = CLOSE_TIMEOUT_MS,
         .replay = replay_from != PH_REPLAY_OFF,

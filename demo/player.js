@@ -7,11 +7,16 @@
  * offline-first client in playhead.js — so positions survive outages and reloads. Playing takes a
  * stream lease (at most N devices per user; refreshed every 30 s, released on pause and page
  * hide); when the limit is reached it lists the active devices, each with a button to stop it.
+ * The viewer shapes their history through the same queue: each card of the row has "remove"
+ * (hide) and "mark watched"; a history view pages through every title (GET /history with a
+ * cursor); the settings menu downloads everything stored (GET /export) and erases the user
+ * (after a confirmation). Series show as one card, or as "next up" once an episode is finished.
  *
  * Works against the real stack (api serves this folder at /demo/ and the config at
  * /demo-config.json) and needs nothing from the internet. Query parameters for testing:
  * ?user=<id> (any valid id; the picker offers alice, bob, carol), ?video=<id>,
- * ?ingest=<url>, ?api=<url>, ?autoplay=0, ?max_backoff_ms=<n> (retry cap; tests shorten it).
+ * ?ingest=<url>, ?api=<url>, ?autoplay=0, ?max_backoff_ms=<n> (retry cap; tests shorten it),
+ * ?history_page=<n> (history page size, 1..100, default 10).
  * JWT mode (--auth=jwt): a token in the fragment, #token=<JWT> (scripts/run.sh prints such a URL),
  * is sent as `Authorization: Bearer` to ingest and the api, and its `sub` is the user. The fragment
  * is never sent to a server, and survives the redirect from /.
@@ -29,6 +34,7 @@ const video = $('video');
 const params = new URLSearchParams(location.search);
 const token = new URLSearchParams(location.hash.slice(1)).get('token');
 const auth = token ? { Authorization: `Bearer ${token}` } : {};
+const HISTORY_PAGE = Math.min(100, Math.max(1, Number(params.get('history_page')) || 10));
 
 const page = {
     config: null,
@@ -43,7 +49,10 @@ const page = {
     leaseTimer: null,
     lastSentCount: 0,
     lastQueue: null,
+    history: { items: [], cursor: null, loading: false, error: null, stale: false },
+    recent: [], // this page's viewer events, kept over the row until the consumer surely applied them
 };
+const RECENT_MS = 60000;
 page.device = deviceName(page.sessionId);
 // Tests and curious developers: everything the page knows.
 window.playheadDemo = page;
@@ -207,6 +216,7 @@ async function main() {
     renderCatalog();
     wireVideo();
     wireLifecycle();
+    wireViewerActions();
     setInterval(renderStatus, 1000);
     setInterval(refreshContinue, CONTINUE_REFRESH_MS);
     setInterval(() => {
@@ -299,6 +309,7 @@ function recordNow() {
             position,
             duration: video.duration,
             sessionId: page.sessionId,
+            ...seriesOf(page.current.id),
         });
     } catch (e) {
         console.warn('playhead: not recorded', e);
@@ -512,14 +523,36 @@ async function refreshContinue() {
     return mergeContinue();
 }
 
-/** The row: the server's items, overridden by positions this browser has not delivered yet. */
+/**
+ * The row: the server's items, overridden by what this browser has not delivered yet — newer
+ * positions show (marked "not synced"); a queued hide, mark, erase or erase of the user takes
+ * the titles it covers out at once, as the backend will once it has them.
+ */
 function mergeContinue() {
-    const items = serverItems.map((i) => ({ ...i }));
-    for (const ev of page.client.queued()) {
+    const queue = page.client.queued();
+    // A queued or recently sent viewer event (any kind but a position) takes a title out when it
+    // is not older: harmless once the server applied it too (the title is gone or newer there),
+    // and it covers the moment between ingest's 202 and the consumer's apply.
+    page.recent = page.recent.filter((e) => e.ts > Date.now() - RECENT_MS);
+    const marks = [...queue.filter((e) => e.kind), ...page.recent];
+    const removedBy = (videoId, ts) => marks.some((e) => (e.kind === 'erase_user' || e.video_id === videoId) && e.ts >= ts);
+    let items = serverItems.filter((i) => !removedBy(i.video_id, toMs(i.updated_at))).map((i) => ({ ...i }));
+    for (const ev of queue) {
+        if (ev.kind || removedBy(ev.video_id, ev.ts)) continue;
+        // one card per series: a newer local episode replaces the series' card
+        if (ev.series_id) items = items.filter((x) => x.series_id !== ev.series_id || x.video_id === ev.video_id || toMs(x.updated_at) > ev.ts);
         const i = items.findIndex((x) => x.video_id === ev.video_id);
         if (i >= 0 && toMs(items[i].updated_at) > ev.ts) continue;
         const duration = ev.duration ?? page.catalog.find((t) => t.id === ev.video_id)?.duration;
-        const item = { video_id: ev.video_id, position: ev.position, duration, progress: duration ? ev.position / duration : 0, updated_at: ev.ts, local: true };
+        const item = {
+            video_id: ev.video_id,
+            position: ev.position,
+            duration,
+            progress: duration ? ev.position / duration : 0,
+            updated_at: ev.ts,
+            series_id: ev.series_id,
+            local: true,
+        };
         if (duration && ev.position >= duration - 1) {
             if (i >= 0) items.splice(i, 1); // finished locally
             continue;
@@ -533,7 +566,7 @@ function mergeContinue() {
     return items;
 }
 
-function card(videoId, { progress = null, caption = '', local = false } = {}) {
+function card(videoId, { progress = null, caption = '', local = false, nextUp = false } = {}) {
     const t = page.catalog.find((x) => x.id === videoId);
     const active = page.current?.id === videoId;
     return el(
@@ -542,7 +575,29 @@ function card(videoId, { progress = null, caption = '', local = false } = {}) {
         t ? el('img', { src: t.thumbnail, alt: '', loading: 'lazy' }) : el('div', { class: 'noimg' }, videoId),
         progress == null ? null : el('div', { class: 'progress' }, el('span', { style: `width:${Math.min(100, Math.max(0, progress * 100)).toFixed(1)}%` })),
         el('span', { class: 'card-title' }, t?.title ?? videoId),
-        el('span', { class: 'muted small' }, caption, local ? el('span', { class: 'badge' }, 'not synced') : null),
+        el('span', { class: 'muted small' }, caption, local ? el('span', { class: 'badge' }, 'not synced') : null, nextUp ? el('span', { class: 'badge next' }, 'next up') : null),
+    );
+}
+
+/** A continue-watching card with its "remove" and "mark watched" buttons. */
+function rowCard(item) {
+    const v = item.video_id;
+    const action = (name, label, run) => el('button', { type: 'button', dataset: { action: name }, title: `${label}: ${titleOf(v)}`, onclick: run }, label);
+    return el(
+        'div',
+        { class: 'card-wrap', dataset: { video: v, ...(item.series_id ? { series: item.series_id } : {}) } },
+        card(v, {
+            progress: item.next_up ? 0 : (item.progress ?? (item.duration ? item.position / item.duration : 0)),
+            caption: item.next_up ? `${seriesLabel(item.series_id)} · ` : `${fmtTime(item.position)} / ${fmtTime(item.duration)} · ${fmtAgo(toMs(item.updated_at))}`,
+            local: item.local,
+            nextUp: item.next_up,
+        }),
+        el(
+            'div',
+            { class: 'card-actions' },
+            action('hide', 'remove', () => viewerAction('hide', v)),
+            action('watched', 'mark watched', () => viewerAction('watched', v)),
+        ),
     );
 }
 
@@ -553,13 +608,7 @@ function renderContinue(error) {
         return;
     }
     row.replaceChildren(
-        ...continueItems.map((i) =>
-            card(i.video_id, {
-                progress: i.progress ?? (i.duration ? i.position / i.duration : 0),
-                caption: `${fmtTime(i.position)} / ${fmtTime(i.duration)} · ${fmtAgo(toMs(i.updated_at))}`,
-                local: i.local,
-            }),
-        ),
+        ...continueItems.map(rowCard),
         ...(error ? [el('p', { class: 'muted small' }, `(api unreachable: ${error})`)] : []),
     );
 }
@@ -578,12 +627,156 @@ function renderNow() {
     if (c && video.duration) c.style.width = `${((video.currentTime / video.duration) * 100).toFixed(1)}%`;
 }
 
+// ---- the viewer's history: remove, mark watched, history, download, erase ---------------
+
+const titleOf = (videoId) => page.catalog.find((t) => t.id === videoId)?.title ?? videoId;
+
+/** seriesId / nextVideoId of a catalog title, for record() and markWatched(). */
+function seriesOf(videoId) {
+    const t = page.catalog.find((x) => x.id === videoId);
+    return t?.series_id ? { seriesId: t.series_id, ...(t.next_video_id ? { nextVideoId: t.next_video_id } : {}) } : {};
+}
+
+function seriesLabel(seriesId) {
+    const eps = page.catalog.filter((t) => t.series_id === seriesId);
+    return eps.length ? `series ${seriesId} · ${eps.length} episodes` : `series ${seriesId}`;
+}
+
+/**
+ * Queue a change of the viewer (hide, watched, erase_user) through the offline-first client,
+ * stamped with the click time: the row updates at once from the queue, the server follows once
+ * ingest accepted it and the consumer applied it.
+ */
+function viewerAction(kind, videoId) {
+    try {
+        const ev = kind === 'watched' ? page.client.markWatched(videoId, seriesOf(videoId)) : page.client.mark(kind, videoId);
+        page.recent.push(ev); // (mark() re-renders the row, which prunes page.recent: push after it)
+    } catch (e) {
+        console.warn('playhead: not queued', e);
+        return;
+    }
+    page.history.stale = true;
+    page.client.flush({ force: true });
+}
+
+function wireViewerActions() {
+    const view = $('history-view');
+    view.addEventListener('toggle', () => {
+        if (view.open) loadHistory({ reset: true });
+    });
+    $('history-more').addEventListener('click', () => loadHistory());
+    $('history-reload').addEventListener('click', () => loadHistory({ reset: true }));
+    $('download').addEventListener('click', downloadMyData);
+    const dialog = $('erase-dialog');
+    $('erase-open').addEventListener('click', () => {
+        $('erase-user').textContent = page.userId;
+        $('settings').open = false;
+        dialog.showModal();
+    });
+    dialog.addEventListener('close', () => {
+        if (dialog.returnValue === 'erase') eraseMyHistory();
+    });
+}
+
+/** The next page of GET /history (or the first, with `reset`), appended to the table. */
+async function loadHistory({ reset = false } = {}) {
+    const h = page.history;
+    if (h.loading) return;
+    if (reset) Object.assign(h, { items: [], cursor: null, stale: false, done: false });
+    h.loading = true;
+    renderHistory();
+    try {
+        const q = new URLSearchParams({ limit: String(HISTORY_PAGE) });
+        if (h.cursor) q.set('cursor', h.cursor);
+        const r = await apiFetch(`${uPath()}/history?${q}`);
+        if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        const body = await r.json();
+        h.items.push(...(body.items || []));
+        h.cursor = body.next_cursor ?? null;
+        h.done = h.cursor === null;
+        h.error = null;
+    } catch (e) {
+        h.error = e.message;
+    } finally {
+        h.loading = false;
+    }
+    renderHistory();
+}
+
+function renderHistory() {
+    const h = page.history;
+    const badge = (text, cls = '') => el('span', { class: `badge ${cls}` }, text);
+    $('history')
+        .querySelector('tbody')
+        .replaceChildren(
+            ...h.items.map((i) =>
+                el(
+                    'tr',
+                    { dataset: { video: i.video_id } },
+                    el('td', {}, titleOf(i.video_id), i.series_id ? el('span', { class: 'muted small' }, ` · ${i.series_id}`) : null),
+                    el(
+                        'td',
+                        {},
+                        el('div', { class: 'progress' }, el('span', { style: `width:${Math.min(100, Math.max(0, (i.progress ?? 0) * 100)).toFixed(1)}%` })),
+                        el('span', { class: 'muted small' }, `${fmtTime(i.position)} / ${fmtTime(i.duration)}`),
+                    ),
+                    el('td', {}, i.finished ? badge('watched', 'next') : null, i.hidden ? badge('hidden') : null),
+                    el('td', { class: 'muted small' }, fmtAgo(toMs(i.updated_at))),
+                ),
+            ),
+        );
+    $('history-more').hidden = h.done || h.items.length === 0 || Boolean(h.error);
+    $('history-note').textContent = h.loading
+        ? 'loading…'
+        : h.error
+          ? `cannot load the history (${h.error})`
+          : h.items.length === 0
+            ? 'Nothing watched yet.'
+            : `${h.items.length} title${h.items.length === 1 ? '' : 's'}${h.done ? ', all shown' : ''}`;
+    const view = $('history-view');
+    view.dataset.count = String(h.items.length);
+    view.dataset.done = h.done ? '1' : '0';
+    view.dataset.loading = h.loading ? '1' : '0';
+}
+
+/** GET /export, saved as the file the server names (Content-Disposition), else playhead-<user>.json. */
+async function downloadMyData() {
+    const note = $('settings-note');
+    note.textContent = 'preparing your data…';
+    try {
+        const r = await apiFetch(`${uPath()}/export`);
+        if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        const name = /filename="?([^";]+)"?/.exec(r.headers.get('Content-Disposition') || '')?.[1] || `playhead-${page.userId}.json`;
+        const url = URL.createObjectURL(await r.blob());
+        const a = el('a', { href: url, download: name, hidden: '' });
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 10000);
+        note.textContent = `saved ${name}`;
+    } catch (e) {
+        note.textContent = `download failed: ${e.message}`;
+    }
+}
+
+/** After the confirmation: one erase_user event; the row and history empty at once. */
+function eraseMyHistory() {
+    viewerAction('erase_user');
+    page.history = { items: [], cursor: null, loading: false, error: null, stale: true, done: true };
+    renderHistory();
+    $('settings-note').textContent = 'history erased';
+}
+
 // ---- status line --------------------------------------------------------------------------
 
 function onClientChange(state) {
     if (state.sent !== page.lastSentCount) {
         page.lastSentCount = state.sent;
-        setTimeout(refreshContinue, 1500); // give the consumer a moment to apply them
+        setTimeout(() => {
+            refreshContinue();
+            // a change of the viewer reached ingest: the history shown is out of date
+            if (page.history.stale && state.pending === 0 && $('history-view').open) loadHistory({ reset: true });
+        }, 1500); // give the consumer a moment to apply them
     }
     const queue = JSON.stringify(page.client.queued());
     if (queue !== page.lastQueue) {
@@ -599,7 +792,7 @@ function renderStatus() {
     const status = $('status');
     let level;
     let text;
-    const queued = `${s.pending} position${s.pending === 1 ? '' : 's'} queued`;
+    const queued = `${s.pending} ${s.pending === 1 ? 'change' : 'changes'} queued`;
     if (!navigator.onLine) {
         level = 'offline';
         text = `offline — ${queued}, sent when the network is back`;

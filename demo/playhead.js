@@ -1,13 +1,23 @@
 /**
  * playhead.js — the offline-first "continue watching" client for any HTML5 player.
  *
- * A player calls `record()` with the playhead position as often as it likes; the client keeps a
- * durable queue in `localStorage` (one key per user), coalesced per video so it holds only the
- * newest position of each video, and delivers it to playhead-ingest (`POST /v1/positions`) in
- * batches. Nothing is removed from the queue until ingest answered 2xx for it, so a closed tab, a
+ * A player calls `record()` with the playhead position as often as it likes, and `hide()`,
+ * `markWatched()`, `markUnwatched()`, `erase()` or `eraseUser()` when the viewer shapes their
+ * history; the client keeps a durable queue in `localStorage` (one key per user), coalesced per
+ * video so it holds only the newest event of each kind that still matters, and delivers it to
+ * playhead-ingest (`POST /v1/positions`, the `kind` field telling them apart) in batches. Nothing is removed from the queue until ingest answered 2xx for it, so a closed tab, a
  * reload, a network outage or a 503 storm never loses a position: the next page load (or the
  * retry timer) sends it. Because each event carries the time it was recorded (`ts`) and the
  * backend keeps the newest by `ts` (last-writer-wins), resending is always safe.
+ *
+ * Coalescing drops only what the backend would ignore anyway (its registers per (user, video)):
+ *  - content (`position`, `watched`, `unwatched`): one register, the newest by ts wins, so only
+ *    the newest queued content event of a video is kept;
+ *  - `hide`: its own register (max ts), kept beside the content event — a position after a hide
+ *    does not replace the hide, the backend decides by ts which one shows;
+ *  - `erase` of a video and `erase_user`: the backend drops every event with ts <= the erase,
+ *    so a queued erase removes the older queued events it covers, and an event older than a
+ *    queued erase is not queued at all.
  *
  * Delivery rules:
  *  - 2xx: the sent events leave the queue (unless a newer position of that video was recorded
@@ -52,12 +62,22 @@ const REQUESTS_PER_FLUSH = 100;
 /**
  * @typedef {Object} PositionEvent  One queued event, exactly as sent to `POST /v1/positions`.
  * @property {string} user_id
- * @property {string} video_id
- * @property {number} position    seconds, 0..1e7, rounded to the millisecond
- * @property {number} [duration]  seconds, when known and finite
- * @property {number} ts          when it was recorded, ms since the epoch (integer)
+ * @property {string} [video_id]  every kind but `erase_user`
+ * @property {string} [kind]      absent for a position; else one of VIEWER_KINDS
+ * @property {number} [position]  seconds, 0..1e7, rounded to the millisecond (positions only)
+ * @property {number} [duration]  seconds, when known and finite (positions only)
+ * @property {number} ts          when it was recorded (the click time for the other kinds), ms since the epoch (integer)
  * @property {string} [session_id]
+ * @property {string} [series_id]      positions: the series the video belongs to
+ * @property {string} [next_video_id]  positions: the episode after it (needs series_id)
  */
+
+/** The kinds a viewer queues beside positions (the `kind` field of an event). */
+export const VIEWER_KINDS = ['hide', 'watched', 'unwatched', 'erase', 'erase_user'];
+
+/** Coalescing slot of a kind: events in one slot of one video replace each other (newest ts wins). */
+const SLOT = { position: 'content', watched: 'content', unwatched: 'content', hide: 'hide', erase: 'erase', erase_user: 'erase_user' };
+const kindOf = (e) => e.kind || 'position';
 
 /**
  * @typedef {Object} ClientState  What a status line shows; passed to `onChange` and returned by `state()`.
@@ -192,13 +212,22 @@ export function createClient(options) {
         }
     }
 
-    /** Coalesce: one event per video, the newest by ts (a tie goes to `ev`, the later call). */
+    /**
+     * Coalesce `ev` into the queue: one event per (video, slot), the newest by ts (a tie goes to
+     * `ev`, the later call); an erase swallows the older events it covers. Only what the backend
+     * would ignore is dropped (see the top of this file).
+     */
     function insert(events, ev) {
-        const i = events.findIndex((e) => e.video_id === ev.video_id);
-        if (i < 0) events.push(ev);
-        else if (ev.ts >= events[i].ts) events[i] = ev;
-        else return events; // an older position than the queued one (another tab's clock): keep newest
-        events.sort((a, b) => a.ts - b.ts); // oldest first: it has waited longest
+        const covers = (erase, e) => e.ts <= erase.ts && (kindOf(erase) === 'erase_user' || (e.video_id === erase.video_id && kindOf(e) !== 'erase_user'));
+        const erases = events.filter((e) => kindOf(e) === 'erase' || kindOf(e) === 'erase_user');
+        if (erases.some((x) => covers(x, ev))) return events; // the backend would drop it (an equal erase is already queued)
+        const slot = SLOT[kindOf(ev)];
+        const i = events.findIndex((e) => e.video_id === ev.video_id && SLOT[kindOf(e)] === slot);
+        if (i >= 0 && ev.ts < events[i].ts) return events; // older than the queued one (another tab's clock): keep newest
+        if (i >= 0) events.splice(i, 1);
+        if (slot === 'erase' || slot === 'erase_user') events = events.filter((e) => !covers(ev, e));
+        events.push(ev);
+        events.sort((a, b) => a.ts - b.ts); // oldest first: it has waited longest (stable: ties keep call order)
         return events;
     }
 
@@ -333,7 +362,7 @@ export function createClient(options) {
                     remove([batch[index]]); // can never be accepted: resending would wedge the queue
                     result.dropped += 1;
                     dropped += 1;
-                    lastDrop = `dropped invalid event for ${batch[index].video_id}: ${body?.error || 'HTTP 400'}`;
+                    lastDrop = `dropped invalid event for ${label(batch[index])}: ${body?.error || 'HTTP 400'}`;
                     changed();
                     continue;
                 }
@@ -345,7 +374,7 @@ export function createClient(options) {
                     remove(batch);
                     result.dropped += 1;
                     dropped += 1;
-                    lastDrop = `dropped event for ${batch[0].video_id}: too large (HTTP 413)`;
+                    lastDrop = `dropped event for ${label(batch[0])}: too large (HTTP 413)`;
                     changed();
                     continue;
                 }
@@ -388,28 +417,58 @@ export function createClient(options) {
         return flushing;
     }
 
+    /** Write `ev` to the durable queue and schedule a send; returns `ev`. */
+    function enqueue(ev) {
+        save(insert(load(), ev));
+        if (retryAt === null) schedule(flushDelayMs);
+        changed();
+        return ev;
+    }
+
     /**
      * Queue the position of a video (durably, before returning) and schedule a send.
-     * @param {{videoId: string, position: number, duration?: number, sessionId?: string}} p
+     * @param {{videoId: string, position: number, duration?: number, sessionId?: string,
+     *          seriesId?: string, nextVideoId?: string}} p  `seriesId`/`nextVideoId` let the
+     *        backend show one card per series and, once this episode is finished, the next one
      * @returns {PositionEvent} the queued event
      * @throws {TypeError|RangeError} for an id or position the backend would reject
      */
-    function record({ videoId, position, duration, sessionId } = {}) {
-        if (typeof videoId !== 'string' || !ID_PATTERN.test(videoId))
-            throw new TypeError(`playhead: videoId must be 1-128 of [A-Za-z0-9._:@-], got ${JSON.stringify(videoId)}`);
+    function record({ videoId, position, duration, sessionId, seriesId, nextVideoId } = {}) {
+        checkId('videoId', videoId);
+        checkSeries(seriesId, nextVideoId);
         if (typeof position !== 'number' || !Number.isFinite(position) || position < 0 || position > MAX_POSITION)
             throw new RangeError(`playhead: position must be a number in 0..${MAX_POSITION}, got ${position}`);
-        if (sessionId != null && (typeof sessionId !== 'string' || !ID_PATTERN.test(sessionId)))
-            throw new TypeError(`playhead: sessionId must be 1-128 of [A-Za-z0-9._:@-], got ${JSON.stringify(sessionId)}`);
+        if (sessionId != null) checkId('sessionId', sessionId);
         const ev = { user_id: userId, video_id: videoId, position: Math.round(position * 1000) / 1000, ts: Math.floor(now()) };
         // a <video> reports NaN before metadata and Infinity for live streams: not a duration
         if (typeof duration === 'number' && Number.isFinite(duration) && duration > 0 && duration <= MAX_POSITION)
             ev.duration = Math.round(duration * 1000) / 1000;
         if (sessionId != null) ev.session_id = sessionId;
-        save(insert(load(), ev));
-        if (retryAt === null) schedule(flushDelayMs);
-        changed();
-        return ev;
+        return enqueue(withSeries(ev, seriesId, nextVideoId));
+    }
+
+    /**
+     * Queue a viewer's change to their history, stamped with the click time (`ts = now()`), exactly
+     * like a position: durable before returning, batched, retried until ingest accepts it.
+     * @param {'hide'|'watched'|'unwatched'|'erase'|'erase_user'} kind
+     * @param {string} [videoId]  every kind but `erase_user`
+     * @param {{seriesId?: string, nextVideoId?: string}} [series]  `watched`/`unwatched` of an
+     *        episode: as for `record()`, so a title marked watched shows its next episode
+     * @returns {PositionEvent} the queued event
+     * @throws {TypeError} for an unknown kind or an invalid id
+     */
+    function mark(kind, videoId, { seriesId, nextVideoId } = {}) {
+        if (!VIEWER_KINDS.includes(kind)) throw new TypeError(`playhead: kind must be one of ${VIEWER_KINDS.join(', ')}, got ${JSON.stringify(kind)}`);
+        const ev = { user_id: userId, kind, ts: Math.floor(now()) };
+        if (kind !== 'erase_user') {
+            checkId('videoId', videoId);
+            ev.video_id = videoId;
+        }
+        if (kind === 'watched' || kind === 'unwatched') {
+            checkSeries(seriesId, nextVideoId);
+            withSeries(ev, seriesId, nextVideoId);
+        }
+        return enqueue(ev);
     }
 
     /**
@@ -472,6 +531,12 @@ export function createClient(options) {
     /**
      * @typedef {Object} Client
      * @property {typeof record} record
+     * @property {(videoId: string) => PositionEvent} hide  remove the title from the row (the position is kept)
+     * @property {(videoId: string, series?: Object) => PositionEvent} markWatched  finished: leaves the row
+     * @property {(videoId: string, series?: Object) => PositionEvent} markUnwatched  position 0, not finished, not in the row
+     * @property {(videoId: string) => PositionEvent} erase  forget the title for good (older events stay dropped)
+     * @property {() => PositionEvent} eraseUser  forget everything of this user for good
+     * @property {typeof mark} mark
      * @property {typeof flush} flush
      * @property {typeof flushOnExit} flushOnExit
      * @property {typeof pending} pending
@@ -479,7 +544,23 @@ export function createClient(options) {
      * @property {() => PositionEvent[]} queued  a copy of the queue, oldest first
      * @property {typeof close} close
      */
-    return { record, flush, flushOnExit, pending, state, queued: load, close, endpoint, storageKey: key };
+    return {
+        record,
+        mark,
+        hide: (videoId) => mark('hide', videoId),
+        markWatched: (videoId, series) => mark('watched', videoId, series),
+        markUnwatched: (videoId, series) => mark('unwatched', videoId, series),
+        erase: (videoId) => mark('erase', videoId),
+        eraseUser: () => mark('erase_user'),
+        flush,
+        flushOnExit,
+        pending,
+        state,
+        queued: load,
+        close,
+        endpoint,
+        storageKey: key,
+    };
 }
 
 /**
@@ -496,12 +577,35 @@ export function retryAfterMs(value, nowMs) {
     return Number.isNaN(when) ? null : Math.max(0, when - nowMs);
 }
 
+/** What a drop message names: the video (and the kind, unless a position), or the user. */
+function label(e) {
+    return `${e.video_id ?? e.user_id}${e.kind ? ` (${e.kind})` : ''}`;
+}
+
+function checkId(name, v) {
+    if (typeof v !== 'string' || !ID_PATTERN.test(v)) throw new TypeError(`playhead: ${name} must be 1-128 of [A-Za-z0-9._:@-], got ${JSON.stringify(v)}`);
+}
+
+function checkSeries(seriesId, nextVideoId) {
+    if (seriesId != null) checkId('seriesId', seriesId);
+    if (nextVideoId != null) checkId('nextVideoId', nextVideoId);
+    if (nextVideoId != null && seriesId == null) throw new TypeError('playhead: nextVideoId needs a seriesId');
+}
+
+function withSeries(ev, seriesId, nextVideoId) {
+    if (seriesId != null) ev.series_id = seriesId;
+    if (nextVideoId != null) ev.next_video_id = nextVideoId;
+    return ev;
+}
+
 function isEvent(e) {
-    return e && typeof e.video_id === 'string' && typeof e.position === 'number' && typeof e.ts === 'number';
+    if (!e || typeof e.ts !== 'number' || !(kindOf(e) in SLOT)) return false;
+    if (kindOf(e) === 'erase_user') return true;
+    return typeof e.video_id === 'string' && (kindOf(e) !== 'position' || typeof e.position === 'number');
 }
 
 function sameEvent(a, b) {
-    return a.video_id === b.video_id && a.ts === b.ts && a.position === b.position && a.session_id === b.session_id;
+    return kindOf(a) === kindOf(b) && a.video_id === b.video_id && a.ts === b.ts && a.position === b.position && a.session_id === b.session_id;
 }
 
 async function readJson(res) {

@@ -173,12 +173,21 @@ void ph_producer_dispose(ph_loop_t *loop);
  * is full. Runs on the loop thread; the request may go away meanwhile. */
 void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events, size_t count, ph_produce_done_cb done);
 
+/* The answer of an accepted request: 202 {"accepted": count}, or 503 + Retry-After when !ok. */
+void ph_positions_done(h2o_req_t *req, size_t count, int ok);
+
 /* 400 {"error", "index" (when batch), "field"} for a rejected event. */
 void ph_send_event_error(h2o_req_t *req, const ph_event_error_t *err, int batch);
 
 /* HTTP handlers. */
 int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_compat_watching(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+/* The viewer's write routes (viewer.c): hide, watched, unwatched, erase one title, erase the user. */
+int ph_handle_hide(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_watched(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_unwatched(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_erase(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
+int ph_handle_erase_user(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 int ph_handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params);
 
 #endif

@@ -41,6 +41,11 @@ static const ph_option_t options[] = {
 static const ph_route_t routes[] = {
     {"POST", "/v1/positions", ph_handle_positions},
     {"POST", "/watching", ph_handle_compat_watching},
+    {"DELETE", "/v1/users/:user/continue-watching/:video", ph_handle_hide},
+    {"PUT", "/v1/users/:user/videos/:video/watched", ph_handle_watched},
+    {"DELETE", "/v1/users/:user/videos/:video/watched", ph_handle_unwatched},
+    {"DELETE", "/v1/users/:user/videos/:video", ph_handle_erase},
+    {"DELETE", "/v1/users/:user", ph_handle_erase_user},
     {"GET", "/healthz", ph_server_handle_healthz},
     {"GET", "/readyz", ph_handle_readyz},
     {"GET", "/metrics", ph_server_handle_metrics},

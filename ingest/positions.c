@@ -12,7 +12,7 @@
 #include "playhead/json_.h"
 #include "playhead/time_.h"
 
-static void positions_done(h2o_req_t *req, size_t count, int ok)
+void ph_positions_done(h2o_req_t *req, size_t count, int ok)
 {
     if (!ok) {
         ph_http_send_unavailable(req, 1, "Kafka did not acknowledge the events in time; retry later");
@@ -68,7 +68,7 @@ int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
             return 0;
         }
     }
-    ph_produce_events(loop, req, events, (size_t)n, positions_done);
+    ph_produce_events(loop, req, events, (size_t)n, ph_positions_done);
     free(events);
     return 0;
 }

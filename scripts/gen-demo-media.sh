@@ -18,12 +18,14 @@ command -v ffmpeg >/dev/null || die "ffmpeg not found (apt-get install ffmpeg)"
 [[ -r $bold && -r $regular ]] || die "DejaVu fonts not found in $font_dir (apt-get install fonts-dejavu-core)"
 mkdir -p "$out"
 
-# id | title | seconds | background | text colour — ids follow the event id rules [A-Za-z0-9._:@-]
+# id | title | seconds | background | text colour | series | next episode — ids follow the event id
+# rules [A-Za-z0-9._:@-]. The three short titles are episodes of one series, so the row shows one
+# card for them and, once one is finished, "next up" (the player sends series_id/next_video_id).
 titles=(
-    "clock|The Big Clock|90|0x1d3557|white"
-    "sunset|Sunset Run|30|0x9c2f00|0xffd166"
-    "ocean|Ocean Drift|30|0x005f73|0x94d2bd"
-    "forest|Forest Walk|30|0x2d6a4f|0xd8f3dc"
+    "clock|The Big Clock|90|0x1d3557|white||"
+    "sunset|Sunset Run|30|0x9c2f00|0xffd166|nature|ocean"
+    "ocean|Ocean Drift|30|0x005f73|0x94d2bd|nature|forest"
+    "forest|Forest Walk|30|0x2d6a4f|0xd8f3dc|nature|"
 )
 
 # One title: video then thumbnail; each skipped when already there.
@@ -51,7 +53,7 @@ make_title() {
 
 pids=()
 for row in "${titles[@]}"; do
-    IFS='|' read -r id name secs bg fg <<<"$row"
+    IFS='|' read -r id name secs bg fg _ _ <<<"$row"
     make_title "$id" "$name" "$secs" "$bg" "$fg" &
     pids+=($!)
 done
@@ -64,9 +66,12 @@ for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
     printf '{"titles":['
     sep=
     for row in "${titles[@]}"; do
-        IFS='|' read -r id name secs _ _ <<<"$row"
-        printf '%s\n{"id":"%s","title":"%s","duration":%s,"src":"media/%s.mp4","thumbnail":"media/%s.jpg"}' \
-            "$sep" "$id" "$name" "$secs" "$id" "$id"
+        IFS='|' read -r id name secs _ _ series next <<<"$row"
+        extra=
+        [[ -n $series ]] && extra+=$(printf ',"series_id":"%s"' "$series")
+        [[ -n $next ]] && extra+=$(printf ',"next_video_id":"%s"' "$next")
+        printf '%s\n{"id":"%s","title":"%s","duration":%s,"src":"media/%s.mp4","thumbnail":"media/%s.jpg"%s}' \
+            "$sep" "$id" "$name" "$secs" "$id" "$id" "$extra"
         sep=,
     done
     printf '\n]}\n'

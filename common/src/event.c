@@ -9,6 +9,8 @@
 #include "playhead/event.h"
 #include "playhead/json_.h"
 
+const char *const PH_KIND_NAMES[PH_KIND_COUNT] = {"position", "hide", "watched", "unwatched", "erase", "erase_user"};
+
 int ph_id_valid(const char *s, size_t len)
 {
     if (len == 0 || len > PH_ID_MAX)
@@ -62,17 +64,50 @@ static int decode_ms(const cJSON *obj, const char *field, int64_t *out, ph_event
     return 1;
 }
 
+static int decode_kind(const cJSON *obj, uint8_t *kind, ph_event_error_t *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "kind");
+    *kind = PH_KIND_POSITION;
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v))
+        return fail(err, "kind", "must be a string");
+    for (int k = 0; k < PH_KIND_COUNT; ++k) {
+        if (strcmp(v->valuestring, PH_KIND_NAMES[k]) == 0) {
+            *kind = (uint8_t)k;
+            return 0;
+        }
+    }
+    return fail(err, "kind", "must be one of position, hide, watched, unwatched, erase, erase_user");
+}
+
 /* The rules shared by HTTP and Kafka decoding. */
 static int decode_common(ph_event_t *ev, const cJSON *obj, ph_event_error_t *err)
 {
     if (!cJSON_IsObject(obj))
         return fail(err, "", "event must be a JSON object");
-    if (decode_id(obj, "user_id", 1, ev->user_id, &ev->user_id_len, err) != 0 ||
-        decode_id(obj, "video_id", 1, ev->video_id, &ev->video_id_len, err) != 0 ||
-        decode_id(obj, "session_id", 0, ev->session_id, &ev->session_id_len, err) != 0)
+    if (decode_kind(obj, &ev->kind, err) != 0)
         return -1;
+    int erase_user = ev->kind == PH_KIND_ERASE_USER;
+    if (decode_id(obj, "user_id", 1, ev->user_id, &ev->user_id_len, err) != 0 ||
+        decode_id(obj, "video_id", !erase_user, ev->video_id, &ev->video_id_len, err) != 0 ||
+        decode_id(obj, "session_id", 0, ev->session_id, &ev->session_id_len, err) != 0 ||
+        decode_id(obj, "series_id", 0, ev->series_id, &ev->series_id_len, err) != 0 ||
+        decode_id(obj, "next_video_id", 0, ev->next_video_id, &ev->next_video_id_len, err) != 0)
+        return -1;
+    /* next-up replaces the series' card: without a series there is no card to replace */
+    if (ev->next_video_id_len > 0 && ev->series_id_len == 0)
+        return fail(err, "next_video_id", "requires series_id");
+    if (erase_user) { /* the whole user: no title */
+        ev->video_id[0] = '\0';
+        ev->video_id_len = 0;
+    }
 
     const cJSON *pos = cJSON_GetObjectItemCaseSensitive(obj, "position");
+    ev->position = 0;
+    ev->duration = 0;
+    if ((pos == NULL || cJSON_IsNull(pos)) && ev->kind != PH_KIND_POSITION)
+        return 0; /* the other kinds carry no position (watched may: the player knows it) */
     if (pos == NULL || cJSON_IsNull(pos))
         return fail(err, "position", "is required");
     if (!cJSON_IsNumber(pos))
@@ -80,6 +115,8 @@ static int decode_common(ph_event_t *ev, const cJSON *obj, ph_event_error_t *err
     if (!isfinite(pos->valuedouble) || pos->valuedouble < 0 || pos->valuedouble > PH_POSITION_MAX)
         return fail(err, "position", "must be a finite number of seconds from 0 to 10000000");
     ev->position = pos->valuedouble == 0 ? 0 : pos->valuedouble; /* -0 is stored and shown as 0 */
+    if (ev->kind == PH_KIND_UNWATCHED)
+        ev->position = 0; /* unwatched means back to the start */
 
     const cJSON *dur = cJSON_GetObjectItemCaseSensitive(obj, "duration");
     ev->duration = 0;
@@ -199,6 +236,47 @@ size_t ph_format_double(char *buf, size_t cap, double v)
     return (size_t)n;
 }
 
+int ph_event_from_route(ph_event_t *ev, int kind, const char *user, size_t user_len, const char *video, size_t video_len,
+                        const char *body, size_t len, int64_t now_ms, ph_event_error_t *err)
+{
+    memset(ev, 0, sizeof(*ev));
+    err->index = 0;
+    ev->kind = (uint8_t)kind;
+    if (!ph_id_valid(user, user_len))
+        return fail(err, "user_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+    if (kind != PH_KIND_ERASE_USER && !ph_id_valid(video, video_len))
+        return fail(err, "video_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+    memcpy(ev->user_id, user, user_len);
+    ev->user_id_len = (uint8_t)user_len;
+    if (kind != PH_KIND_ERASE_USER) {
+        memcpy(ev->video_id, video, video_len);
+        ev->video_id_len = (uint8_t)video_len;
+    }
+    ev->ts = ev->received_at = now_ms;
+    if (len == 0)
+        return 0;
+    const char *msg = NULL;
+    cJSON *root = ph_json_parse(body, len, &msg);
+    int ret = -1;
+    if (root == NULL) {
+        fail(err, "", msg);
+    } else if (!cJSON_IsObject(root)) {
+        fail(err, "", "body must be a JSON object {\"ts\": milliseconds}");
+    } else {
+        int r = decode_ms(root, "ts", &ev->ts, err);
+        if (r >= 0) {
+            if (r == 0 || ev->ts > now_ms + PH_TS_FUTURE_SLACK_MS)
+                ev->ts = now_ms;
+            ret = 0;
+        }
+    }
+    cJSON_Delete(root);
+    return ret;
+}
+
+/* ,"<name>":"<id>" when the id is present, else nothing */
+#define OPT_ID(name, id, len) (len) ? ",\"" name "\":\"" : "", (len) ? (id) : "", (len) ? "\"" : ""
+
 size_t ph_event_to_json(const ph_event_t *ev, char *buf, size_t cap)
 {
     char pos[32], dur[32];
@@ -206,10 +284,13 @@ size_t ph_event_to_json(const ph_event_t *ev, char *buf, size_t cap)
     int n;
     if (ev->duration > 0)
         ph_format_double(dur, sizeof(dur), ev->duration);
-    n = snprintf(buf, cap, "{\"user_id\":\"%s\",\"video_id\":\"%s\",\"position\":%s%s%s,\"ts\":%lld,\"received_at\":%lld%s%s%s}",
-                 ev->user_id, ev->video_id, pos, ev->duration > 0 ? ",\"duration\":" : "", ev->duration > 0 ? dur : "",
-                 (long long)ev->ts, (long long)ev->received_at, ev->session_id_len ? ",\"session_id\":\"" : "",
-                 ev->session_id_len ? ev->session_id : "", ev->session_id_len ? "\"" : "");
+    int kind = ev->kind != PH_KIND_POSITION && ev->kind < PH_KIND_COUNT;
+    n = snprintf(
+        buf, cap, "{\"user_id\":\"%s\"%s%s%s,\"position\":%s%s%s,\"ts\":%lld,\"received_at\":%lld%s%s%s%s%s%s%s%s%s%s%s%s}",
+        ev->user_id, OPT_ID("video_id", ev->video_id, ev->video_id_len), pos, ev->duration > 0 ? ",\"duration\":" : "",
+        ev->duration > 0 ? dur : "", (long long)ev->ts, (long long)ev->received_at,
+        OPT_ID("session_id", ev->session_id, ev->session_id_len), OPT_ID("kind", kind ? PH_KIND_NAMES[ev->kind] : "", kind),
+        OPT_ID("series_id", ev->series_id, ev->series_id_len), OPT_ID("next_video_id", ev->next_video_id, ev->next_video_id_len));
     if (n < 0 || (size_t)n >= cap)
         return 0;
     return (size_t)n;

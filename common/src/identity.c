@@ -157,7 +157,7 @@ ph_identity_result_t ph_identity_check(h2o_req_t *req, const char *user, size_t 
         return PH_ID_UNAUTHENTICATED;
     if (strlen(sub) == user_len && memcmp(sub, user, user_len) == 0)
         return PH_ID_OK;
-    return admin && access == PH_ACCESS_READ ? PH_ID_OK : PH_ID_FORBIDDEN;
+    return admin && access != PH_ACCESS_WRITE ? PH_ID_OK : PH_ID_FORBIDDEN;
 }
 
 void ph_identity_reject(h2o_req_t *req, ph_identity_result_t result)

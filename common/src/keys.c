@@ -42,10 +42,36 @@ int ph_state_decode(const char *s, size_t len, ph_state_t *st)
         return -1;
     p = end + 1;
     double dur = strtod(p, &end);
-    if (end == p || *end != '\0')
+    if (end == p || (*end != '\0' && *end != ':'))
         return -1;
     if (!isfinite(pos) || !isfinite(dur))
         return -1;
+    memset(st, 0, sizeof(*st));
+    st->kind = ph_state_finished(pos, dur) ? 'f' : 'p';
+    if (*end == ':') { /* K:hide_ts[/series_id[/next_video_id]] */
+        p = end + 1;
+        if (strchr("pfwun", *p) == NULL || *p == '\0' || p[1] != ':')
+            return -1;
+        st->kind = *p;
+        p += 2;
+        long long hide = strtoll(p, &end, 10);
+        if (end == p || hide < 0 || (*end != '\0' && *end != '/'))
+            return -1;
+        st->hide_ts = hide;
+        if (*end == '/') {
+            const char *series = s + (end + 1 - tmp), *stop = s + len;
+            const char *slash = memchr(series, '/', (size_t)(stop - series));
+            st->series_id = series;
+            st->series_id_len = (size_t)((slash ? slash : stop) - series);
+            if (slash != NULL) {
+                st->next_video_id = slash + 1;
+                st->next_video_id_len = (size_t)(stop - slash - 1);
+            }
+            if (!ph_id_valid(st->series_id, st->series_id_len) ||
+                (slash != NULL && !ph_id_valid(st->next_video_id, st->next_video_id_len)))
+                return -1;
+        }
+    }
     st->ts = ts;
     st->received_at = rc;
     st->position = pos;

@@ -77,21 +77,46 @@ static void test_row_empty(void **state)
 static void test_row_items_in_order(void **state)
 {
     (void)state;
-    static const char *const strs[] = {"v2", "1700000002000:1700000002100:30:600", "v1", "1700000001000:1700000001005:12.5:0"};
-    assert_row(strs, 4, 2,
+    /* the script's triples: video_id, stored state, next_up; legacy 4-field states still decode */
+    static const char *const strs[] = {"v2", "1700000002000:1700000002100:30:600:p:0", "0",
+                                       "v1", "1700000001000:1700000001005:12.5:0",     "0"};
+    assert_row(strs, 6, 2,
                "{\"items\":[{\"video_id\":\"v2\",\"position\":30,\"duration\":600,\"progress\":0.05,\"updated_at\":1700000002000},"
                "{\"video_id\":\"v1\",\"position\":12.5,\"duration\":null,\"progress\":null,\"updated_at\":1700000001000}]}");
 }
 
-static void test_row_skips_finished_and_malformed(void **state)
+static void test_row_series_and_next_up(void **state)
 {
     (void)state;
-    static const char *const strs[] = {"done", "5000:5000:95:100",   /* finished: 95 >= 0.95 * 100 */
-                                       "bad",  "not-a-state",        /* malformed */
-                                       "nan",  "4000:4000:nan:100",  /* no JSON number */
-                                       "keep", "3000:3001:94.5:100", /* just below the threshold */
-                                       "inf",  "2000:2000:1:inf"};
-    assert_row(strs, 10, 1,
+    /* an episode in progress carries its series; a next-up triple names the next episode, from 0 */
+    static const char *const strs[] = {"s01e03", "3000:3001:120:1500:p:0/show",          "0",
+                                       "s02e01", "2000:2001:1490:1500:f:0/other/s02e01", "1"};
+    assert_row(strs, 6, 2,
+               "{\"items\":[{\"video_id\":\"s01e03\",\"position\":120,\"duration\":1500,\"progress\":0.08,\"updated_at\":3000,"
+               "\"series_id\":\"show\"},"
+               "{\"video_id\":\"s02e01\",\"position\":0,\"duration\":null,\"progress\":0,\"updated_at\":2000,"
+               "\"series_id\":\"other\",\"next_up\":true}]}");
+}
+
+static void test_row_skips_malformed(void **state)
+{
+    (void)state;
+    static const char *const strs[] = {"bad",
+                                       "not-a-state",
+                                       "0", /* malformed */
+                                       "nan",
+                                       "4000:4000:nan:100",
+                                       "0", /* no JSON number */
+                                       "kind",
+                                       "4000:4000:1:100:z:0",
+                                       "0", /* unknown kind */
+                                       "keep",
+                                       "3000:3001:94.5:100:p:0",
+                                       "0",
+                                       "inf",
+                                       "2000:2000:1:inf",
+                                       "0"};
+    assert_row(strs, 15, 1,
                "{\"items\":[{\"video_id\":\"keep\",\"position\":94.5,\"duration\":100,\"progress\":0.945,\"updated_at\":3000}]}");
 }
 
@@ -100,12 +125,12 @@ static void test_row_rejects_bad_shapes(void **state)
     (void)state;
     fake_reply_t f;
     ph_buf_t b = {0};
-    static const char *const odd[] = {"v1", "1:1:1:0", "v2"};
-    fake_array(&f, odd, 3);
+    static const char *const pair[] = {"v1", "1:1:1:0"}; /* pairs: the shape before series */
+    fake_array(&f, pair, 2);
     assert_int_equal(ph_api_row_json(&b, &f.top), -1);
 
-    static const char *const pair[] = {"v1", "1:1:1:0"};
-    fake_array(&f, pair, 2);
+    static const char *const triple[] = {"v1", "1:1:1:0", "0"};
+    fake_array(&f, triple, 3);
     f.items[1].type = REDIS_REPLY_NIL;
     assert_int_equal(ph_api_row_json(&b, &f.top), -1);
 
@@ -125,7 +150,8 @@ int main(void)
         cmocka_unit_test(test_limit_invalid),
         cmocka_unit_test(test_row_empty),
         cmocka_unit_test(test_row_items_in_order),
-        cmocka_unit_test(test_row_skips_finished_and_malformed),
+        cmocka_unit_test(test_row_series_and_next_up),
+        cmocka_unit_test(test_row_skips_malformed),
         cmocka_unit_test(test_row_rejects_bad_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,9 +4,12 @@
 NOT what the browser tests are for — they target the real stack (PH_API_URL, PH_INGEST_URL) —
 but it speaks the same contracts closely enough to iterate on the pages:
 
-  ingest   (default :8080)  POST /v1/positions (validation, 400 with index, LWW by ts),
+  ingest   (default :8080)  POST /v1/positions (validation, 400 with index, LWW by ts, the viewer
+                            kinds of issue 14: hide, watched, unwatched, erase, erase_user),
                             GET /metrics, GET /healthz, CORS for any origin (Retry-After exposed)
-  api      (default :8081)  GET /v1/users/{u}/positions/{v}, /continue-watching, streams
+  api      (default :8081)  GET /v1/users/{u}/positions/{v}, /continue-watching (hidden and
+                            finished excluded, one card per series, next up), /history (cursor
+                            paging), /export (attachment), streams
                             (POST/GET/DELETE, limit 3, lease 90 s), /demo/ static files with
                             Range, / and /dashboard redirects, /demo-config.json, /metrics
   consumer (default :9464)  GET /metrics (events applied, lag 0)
@@ -41,7 +44,9 @@ LIMIT = 3
 BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf")]
 
 lock = threading.Lock()
-positions = {}  # (user, video) -> {position, duration, updated_at}
+positions = {}  # (user, video) -> {position, duration, updated_at, kind, hide_ts, series_id, next_video_id}
+erased = {}  # (user, video) -> erase ts; (user, None) -> erase_user ts
+KINDS = ("position", "hide", "watched", "unwatched", "erase", "erase_user")
 streams = {}  # user -> {session_id: {device, started_at, expires_at}}
 stats = {"accepted": 0, "applied": 0, "hist": [0] * len(BUCKETS), "sum": 0.0, "count": 0}
 faults = {"status": 0, "retry_after": None, "count": 0, "streams": True}
@@ -52,10 +57,15 @@ upstream = {"api": None}  # a real playhead-api to proxy /v1/* to (hybrid mode)
 def validate(ev, i):
     if not isinstance(ev, dict):
         return {"error": "event must be an object", "index": i, "field": ""}
-    for f in ("user_id", "video_id"):
+    kind = ev.get("kind", "position")
+    if kind not in KINDS:
+        return {"error": f"kind must be one of {', '.join(KINDS)}", "index": i, "field": "kind"}
+    for f in ("user_id", "video_id", "series_id", "next_video_id"):
+        if f == "video_id" and kind == "erase_user" or f in ("series_id", "next_video_id") and f not in ev:
+            continue
         if not isinstance(ev.get(f), str) or not ID.match(ev[f]):
             return {"error": f"{f} must be 1-128 of [A-Za-z0-9._:@-]", "index": i, "field": f}
-    p = ev.get("position")
+    p = ev.get("position", 0 if kind != "position" else None)
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p <= 1e7:
         return {"error": "position must be a number in 0..1e7", "index": i, "field": "position"}
     if "ts" in ev and (not isinstance(ev["ts"], int) or isinstance(ev["ts"], bool)):
@@ -66,11 +76,32 @@ def validate(ev, i):
 
 
 def apply(ev):
-    key = (ev["user_id"], ev["video_id"])
+    user, kind = ev["user_id"], ev.get("kind", "position")
     ts = ev.get("ts") or int(time.time() * 1000)
+    if kind == "erase_user":
+        erased[(user, None)] = max(ts, erased.get((user, None), 0))
+        for k in [k for k, p in positions.items() if k[0] == user and p["updated_at"] <= ts]:
+            del positions[k]
+        streams.pop(user, None)
+        return
+    key = (user, ev["video_id"])
+    if ts <= max(erased.get((user, None), -1), erased.get(key, -1)):
+        return
+    if kind == "erase":
+        erased[key] = ts
+        if key in positions and positions[key]["updated_at"] <= ts:
+            del positions[key]
+        return
     old = positions.get(key)
-    if old is None or ts >= old["updated_at"]:
-        positions[key] = {"position": ev["position"], "duration": ev.get("duration"), "updated_at": ts}
+    if kind == "hide":
+        if old is None:
+            positions[key] = old = {"position": 0, "duration": None, "updated_at": 0, "kind": "hide", "hide_ts": ts}
+        old["hide_ts"] = max(old.get("hide_ts", 0), ts)
+    elif old is None or ts >= old["updated_at"]:
+        positions[key] = {"position": 0 if kind != "position" else ev["position"],
+                          "duration": ev.get("duration") or (old or {}).get("duration"), "updated_at": ts, "kind": kind,
+                          "hide_ts": (old or {}).get("hide_ts", 0), "series_id": ev.get("series_id"),
+                          "next_video_id": ev.get("next_video_id")}
     sid = ev.get("session_id")
     lease = streams.get(ev["user_id"], {}).get(sid) if sid else None
     if lease:
@@ -78,7 +109,38 @@ def apply(ev):
 
 
 def finished(p):
-    return bool(p["duration"]) and p["position"] >= p["duration"] - 1
+    return p.get("kind") == "watched" or bool(p["duration"]) and p["position"] >= p["duration"] - 1
+
+
+def item(v, p, full=False):
+    it = {"video_id": v, "position": p["position"], "duration": p["duration"],
+          "progress": 1.0 if finished(p) else (p["position"] / p["duration"]) if p["duration"] else None,
+          "updated_at": p["updated_at"]}
+    if p.get("series_id"):
+        it["series_id"] = p["series_id"]
+    if full:
+        it.update(finished=finished(p), hidden=p.get("hide_ts", 0) >= p["updated_at"])
+    return it
+
+
+def continue_watching(user):
+    """The contract of issue 14: hidden/finished/unwatched out, one card per series, next up."""
+    titles = sorted(((v, p) for (u, v), p in positions.items() if u == user and p.get("kind") != "hide"),
+                    key=lambda x: -x[1]["updated_at"])
+    items, series = [], set()
+    for v, p in titles:
+        s = p.get("series_id")
+        if s and s in series:
+            continue
+        if s:
+            series.add(s)
+        hidden = p.get("hide_ts", 0) >= p["updated_at"]
+        if finished(p) and s and p.get("next_video_id") and not hidden:
+            items.append({"video_id": p["next_video_id"], "position": 0, "duration": None, "progress": 0,
+                          "updated_at": p["updated_at"], "series_id": s, "next_up": True})
+        elif not finished(p) and not hidden and p.get("kind") != "unwatched":
+            items.append(item(v, p))
+    return items
 
 
 def active_streams(user):
@@ -247,12 +309,23 @@ class Handler(BaseHTTPRequestHandler):
         if m and method == "GET":
             limit = int(query.get("limit", ["20"])[0])
             with lock:
-                items = [{"video_id": v, "position": p["position"], "duration": p["duration"],
-                          "progress": (p["position"] / p["duration"]) if p["duration"] else None,
-                          "updated_at": p["updated_at"]}
-                         for (u, v), p in positions.items() if u == m[1] and not finished(p)]
-            items.sort(key=lambda x: -x["updated_at"])
+                items = continue_watching(m[1])
             return self.send(200, {"items": items[:limit]})
+        m = re.fullmatch(r"/v1/users/([^/]+)/(history|export)", path)
+        if m and method == "GET":
+            with lock:
+                items = sorted((item(v, p, True) for (u, v), p in positions.items() if u == m[1]),
+                               key=lambda x: (-x["updated_at"], x["video_id"]))
+            if m[2] == "export":
+                return self.send(200, {"user_id": m[1], "exported_at": int(time.time() * 1000), "history": items,
+                                       "streams": [lease_json(k, v) for k, v in active_streams(m[1]).items()]},
+                                 headers={"Content-Disposition": f'attachment; filename="playhead-{m[1]}.json"'})
+            limit = int(query.get("limit", ["20"])[0])
+            if not 1 <= limit <= 100:
+                return self.send(400, {"error": "limit must be 1..100", "field": "limit"})
+            start = int(query.get("cursor", ["0"])[0])  # an offset: good enough for a stand-in
+            page = items[start:start + limit]
+            return self.send(200, {"items": page, "next_cursor": str(start + limit) if start + limit < len(items) else None})
         m = re.fullmatch(r"/v1/users/([^/]+)/streams(?:/([^/]+))?", path)
         if m and faults["streams"]:
             return self.streams(method, m[1], m[2])

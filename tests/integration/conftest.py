@@ -128,4 +128,6 @@ def consumer(services, tmp_path, kafka, topic, group, redis, redis_server):
 
 @pytest.fixture
 def api(services, tmp_path, redis, redis_server):
-    return _factory("api", services, tmp_path, {"redis": redis_server.url, "auth": "dev"}, http=True)
+    # row_min_seconds 0: the tests written before the row minimum use short positions; test_viewer.py tests it
+    return _factory("api", services, tmp_path, {"redis": redis_server.url, "auth": "dev", "row_min_seconds": 0},
+                    http=True)

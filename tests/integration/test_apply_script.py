@@ -15,6 +15,7 @@ import pytest
 import harness
 
 TTL_MS = 5184000 * 1000  # the consumer's default ttl-seconds
+ERASE_TTL_MS = 605100 * 1000  # the consumer's default erase-marker-ttl-seconds
 
 
 def fmt(v):
@@ -51,7 +52,8 @@ class Event:
     def state(self):
         """What the hash must hold: the texts the consumer sends, joined (see keys.h)."""
         dur = fmt(self.duration) if self.duration > 0 else "0"
-        return f"{self.ts}:{self.received_at}:{fmt(self.position)}:{dur}"
+        kind = "f" if finished(self.position, self.duration) else "p"
+        return f"{self.ts}:{self.received_at}:{fmt(self.position)}:{dur}:{kind}:0"
 
     def score(self):
         return -(self.ts + 1) if finished(self.position, self.duration) else self.ts
@@ -73,15 +75,16 @@ def script_text():
 
 @pytest.fixture
 def apply(redis, script_text):
-    """apply(event, row_max=1000, ttl_ms=TTL_MS) -> the script's return value, called exactly as
-    consumer/apply.c does (KEYS: videos hash, row zset; ARGV: video_id, ts, received_at, position,
-    duration, ttl_ms, row_max)."""
+    """apply(event, row_max=1000, ttl_ms=TTL_MS) -> the script's `changed` flag (1 or 0), called
+    exactly as consumer/apply.c does for a position event (see the KEYS and ARGV of apply_lua in
+    common/src/scripts.c; test_viewer_script.py covers the other kinds)."""
     sha = redis.script_load(script_text)
 
     def call(ev, row_max=1000, ttl_ms=TTL_MS):
         dur = fmt(ev.duration) if ev.duration > 0 else "0"
-        return redis.evalsha(sha, 2, vkey(ev.user), rkey(ev.user), ev.video, str(ev.ts), str(ev.received_at),
-                             fmt(ev.position), dur, str(ttl_ms), str(row_max))
+        keys = [f"ph:{{{ev.user}}}:{k}" for k in "vrexsd"]
+        return redis.evalsha(sha, 6, *keys, "position", ev.video, str(ev.ts), str(ev.received_at), fmt(ev.position), dur,
+                             str(ttl_ms), str(row_max), str(ERASE_TTL_MS), "0.95", "0", "", "")[0]
     return call
 
 
@@ -145,7 +148,7 @@ def test_finished_video_leaves_the_positive_part_of_the_row(redis, apply):
     assert apply(Event("u1", "v1", 2000, 1, 95, 100)) == 1
     assert row() == ["v2"]
     assert redis.zscore(rkey("u1"), "v1") == -2001
-    assert redis.hget(vkey("u1"), "v1") == "2000:1:95:100"
+    assert redis.hget(vkey("u1"), "v1") == "2000:1:95:100:f:0"
 
     # an older unfinished event does not bring it back
     assert apply(Event("u1", "v1", 1500, 1, 20, 100)) == 0
@@ -194,4 +197,4 @@ def test_ttls_are_set_and_refreshed_on_both_keys(redis, apply):
 def test_malformed_stored_state_is_overwritten(redis, apply):
     redis.hset(vkey("u1"), "v1", "garbage")
     assert apply(Event("u1", "v1", 1, 1, 1, 0)) == 1
-    assert redis.hget(vkey("u1"), "v1") == "1:1:1:0"
+    assert redis.hget(vkey("u1"), "v1") == "1:1:1:0:p:0"

@@ -6,6 +6,9 @@ by the harness fixtures on free ports, over this session's Kafka and Redis.
     (b) offline.test.mjs    positions recorded while ingest is unreachable all arrive later
     (c) streams.test.mjs    the stream limit (skipped by node while the api has no streams route)
     (d) dashboard.test.mjs  the dashboard shows non-zero rates from the services' /metrics
+    (e) viewer.test.mjs     remove, mark watched (next up), history paging, download my data, erase
+                            my history with a confirmation (skipped by node while the api has no
+                            history route)
 
 The api serves demo/ at /demo/ and tells the page where ingest and the consumer's metrics are
 (/demo-config.json); ingest allows the api's origin by CORS. Screenshots go to the test's tmp dir
@@ -29,7 +32,7 @@ from harness import BUILD_DIR, HOST, ROOT, TIMEOUT_MULT, Service, free_port, htt
 CHROMIUM = os.environ.get("PH_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 # screenshot of a browser test -> the name it has in docs/screenshots/
-DOCS = {"a-resume.png": "player.png", "d-dashboard.png": "dashboard.png"}
+DOCS = {"a-resume.png": "player.png", "d-dashboard.png": "dashboard.png", "e-viewer.png": "viewer.png"}
 NEEDED = {
     "demo/media/catalog.json": "scripts/gen-demo-media.sh",
     "demo/vendor/uPlot.iife.min.js": "(cd demo && npm ci && npm run vendor)",

@@ -11,7 +11,9 @@
 
 typedef enum { PH_ID_OK = 0, PH_ID_UNAUTHENTICATED = 401, PH_ID_FORBIDDEN = 403 } ph_identity_result_t;
 
-typedef enum { PH_ACCESS_READ, PH_ACCESS_WRITE } ph_access_t;
+/* READ: own user, or any user with the `admin` scope. WRITE: own user only. ERASE (erasing a
+ * user's data): own user, or any user with the `admin` scope. */
+typedef enum { PH_ACCESS_READ, PH_ACCESS_WRITE, PH_ACCESS_ERASE } ph_access_t;
 
 typedef enum { PH_AUTH_JWT = 0, PH_AUTH_DEV } ph_auth_mode_t;
 

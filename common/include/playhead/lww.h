@@ -7,8 +7,14 @@
 
 #include "playhead/event.h"
 
-/* Compares by ts, then received_at, then position, then duration. Returns <0, 0 or >0 like
- * strcmp; 0 only when the stored state of both would be identical. */
+/* The register an event writes: PH_KIND_POSITION for the content kinds (position, watched,
+ * unwatched), its own kind otherwise (hide, erase, erase_user). */
+int ph_lww_register(const ph_event_t *ev);
+
+/* Compares two events of the same register by ts, then received_at, then kind rank (unwatched <
+ * position < watched), position, duration, series_id, next_video_id. Returns <0, 0 or >0 like
+ * strcmp; 0 only when the stored state of both would be identical. For hide and erase registers
+ * only ts matters to the script; the order is still total. */
 int ph_lww_cmp(const ph_event_t *a, const ph_event_t *b);
 
 /* 1 when `a` wins over `b`. */

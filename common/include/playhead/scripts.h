@@ -17,6 +17,8 @@ enum {
     PH_SCRIPT_STREAM_STOP_OLDEST, /* api, reference routes: end the oldest anonymous lease */
     PH_SCRIPT_STREAM_LIST,        /* api: the live leases */
     PH_SCRIPT_HEARTBEAT,          /* consumer: a position event with a session_id extends its live lease */
+    PH_SCRIPT_HISTORY,            /* api: a page of the history, one round trip */
+    PH_SCRIPT_EXPORT,             /* api: everything stored about a user (titles and live leases) */
     PH_SCRIPT_COUNT
 };
 
