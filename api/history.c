@@ -19,8 +19,6 @@
 #include "playhead/scripts.h"
 #include "playhead/time_.h"
 
-#define ID_RULE "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -"
-
 int ph_api_cursor_parse(const char *s, size_t len, int64_t *ts, const char **id, size_t *id_len)
 {
     int64_t v = 0;
@@ -86,30 +84,6 @@ int ph_api_history_json(ph_buf_t *b, const redisReply *reply)
     return count;
 }
 
-/* The user of the path, checked (400) and allowed to read it (401/403). Returns 1 when the
- * request may go on. */
-static int user_readable(h2o_req_t *req, const h2o_iovec_t *user)
-{
-    if (!ph_id_valid(user->base, user->len)) {
-        ph_http_send_error(req, 400, ID_RULE);
-        return 0;
-    }
-    ph_identity_result_t who = ph_identity_check(req, user->base, user->len, PH_ACCESS_READ);
-    if (who != PH_ID_OK) {
-        ph_identity_reject(req, who);
-        return 0;
-    }
-    return 1;
-}
-
-static ph_api_pending_t *pending_for(ph_loop_t *loop, h2o_req_t *req, const h2o_iovec_t *user, ph_api_reply_fn on_reply)
-{
-    ph_api_pending_t *p = ph_api_pending_new(loop, req, on_reply);
-    memcpy(p->user, user->base, user->len);
-    p->user[p->user_len = user->len] = '\0';
-    return p;
-}
-
 static void on_history_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
     if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
@@ -118,8 +92,7 @@ static void on_history_reply(ph_api_pending_t *p, h2o_req_t *req, const redisRep
     }
     ph_buf_t *b = ph_api_out(p->app);
     if (ph_api_history_json(b, reply) < 0) {
-        ph_log_warn("unexpected reply from the history script", "\"user_id\":\"%s\",\"type\":%d", p->user, reply->type);
-        ph_http_send_error(req, 500, "storage error");
+        ph_api_send_unexpected(p, req, "history", reply);
         return;
     }
     ph_http_send_json(req, 200, b->data, b->len);
@@ -134,10 +107,8 @@ int ph_api_history_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *param
     const char *cursor_id = "";
     size_t cursor_id_len = 0;
     int has_cursor = 0;
-    if (!ph_id_valid(user->base, user->len)) {
-        ph_http_send_error(req, 400, ID_RULE);
+    if (!ph_api_check_id(req, "user_id", user))
         return 0;
-    }
     if (ph_http_query(req, "limit", &arg) && ph_api_limit_parse(arg.base, arg.len, &limit) != 0) {
         ph_http_send_error(req, 400, "limit must be an integer from 1 to 100");
         return 0;
@@ -149,9 +120,9 @@ int ph_api_history_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *param
         }
         has_cursor = 1;
     }
-    if (!user_readable(req, user))
+    ph_api_pending_t *p = ph_api_begin_user(loop, req, user, PH_ACCESS_READ, on_history_reply);
+    if (p == NULL)
         return 0;
-    ph_api_pending_t *p = pending_for(loop, req, user, on_history_reply);
     char key_v[PH_KEY_MAX], key_r[PH_KEY_MAX], limit_buf[8], ts_buf[24];
     int limit_len = snprintf(limit_buf, sizeof(limit_buf), "%u", limit);
     int ts_len = has_cursor ? snprintf(ts_buf, sizeof(ts_buf), "%lld", (long long)cursor_ts) : 0;
@@ -232,8 +203,7 @@ static void on_export_reply(ph_api_pending_t *p, h2o_req_t *req, const redisRepl
     }
     ph_buf_t *b = ph_api_out(p->app);
     if (export_json(b, p, reply) != 0) {
-        ph_log_warn("unexpected reply from the export script", "\"user_id\":\"%s\",\"type\":%d", p->user, reply->type);
-        ph_http_send_error(req, 500, "storage error");
+        ph_api_send_unexpected(p, req, "export", reply);
         return;
     }
     char disposition[64 + PH_ID_MAX];
@@ -246,9 +216,9 @@ static void on_export_reply(ph_api_pending_t *p, h2o_req_t *req, const redisRepl
 int ph_api_export_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     const h2o_iovec_t *user = &params->values[0];
-    if (!user_readable(req, user))
+    ph_api_pending_t *p = ph_api_begin_user(loop, req, user, PH_ACCESS_READ, on_export_reply);
+    if (p == NULL)
         return 0;
-    ph_api_pending_t *p = pending_for(loop, req, user, on_export_reply);
     char key_s[PH_KEY_MAX], key_d[PH_KEY_MAX], key_v[PH_KEY_MAX];
     const char *argv[] = {key_s, key_d, key_v};
     const size_t argvlen[] = {ph_key(key_s, sizeof(key_s), PH_KEY_STREAMS, p->user, p->user_len),

@@ -243,9 +243,9 @@ int ph_event_from_route(ph_event_t *ev, int kind, const char *user, size_t user_
     err->index = 0;
     ev->kind = (uint8_t)kind;
     if (!ph_id_valid(user, user_len))
-        return fail(err, "user_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+        return fail(err, "user_id", "must be " PH_ID_RULE);
     if (kind != PH_KIND_ERASE_USER && !ph_id_valid(video, video_len))
-        return fail(err, "video_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
+        return fail(err, "video_id", "must be " PH_ID_RULE);
     memcpy(ev->user_id, user, user_len);
     ev->user_id_len = (uint8_t)user_len;
     if (kind != PH_KIND_ERASE_USER) {
