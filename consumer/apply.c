@@ -97,6 +97,43 @@ static int send_heartbeat(ph_apply_t *apply, const ph_event_t *ev, int64_t now_m
     return 0;
 }
 
+void ph_apply_args(const ph_apply_t *apply, const ph_event_t *ev, ph_apply_args_t *args)
+{
+    static const ph_key_kind_t key_kinds[PH_APPLY_NKEYS] = {PH_KEY_VIDEOS,      PH_KEY_ROW,     PH_KEY_ERASED,
+                                                            PH_KEY_USER_ERASED, PH_KEY_STREAMS, PH_KEY_STREAM_INFO};
+    const char *kind = PH_KIND_NAMES[ev->kind < PH_KIND_COUNT ? ev->kind : PH_KIND_POSITION];
+    const char **argv = args->argv;
+    size_t *lens = args->lens;
+    for (int k = 0; k < PH_APPLY_NKEYS; ++k) {
+        argv[k] = args->_keys[k];
+        lens[k] = ph_key(args->_keys[k], sizeof(args->_keys[k]), key_kinds[k], ev->user_id, ev->user_id_len);
+    }
+    argv[6] = kind;
+    lens[6] = strlen(kind);
+    argv[7] = ev->video_id;
+    lens[7] = ev->video_id_len;
+    argv[8] = args->_ts;
+    lens[8] = (size_t)snprintf(args->_ts, sizeof(args->_ts), "%" PRId64, ev->ts);
+    argv[9] = args->_received_at;
+    lens[9] = (size_t)snprintf(args->_received_at, sizeof(args->_received_at), "%" PRId64, ev->received_at);
+    /* shortest text that reads back as the same double: the script compares numbers, and the
+     * stored state must compare equal to the same event applied again */
+    argv[10] = args->_position;
+    lens[10] = ph_format_double(args->_position, sizeof(args->_position), ev->position);
+    argv[11] = args->_duration;
+    memcpy(args->_duration, "0", 2);
+    lens[11] = ev->duration > 0 ? ph_format_double(args->_duration, sizeof(args->_duration), ev->duration) : 1;
+    const char *rules[5] = {apply->_ttl_ms, apply->_row_max, apply->_marker_ttl_ms, apply->_ratio, apply->_remaining};
+    for (int k = 0; k < 5; ++k) {
+        argv[12 + k] = rules[k];
+        lens[12 + k] = strlen(rules[k]);
+    }
+    argv[17] = ev->series_id;
+    lens[17] = ev->series_id_len;
+    argv[18] = ev->next_video_id;
+    lens[18] = ev->series_id_len ? ev->next_video_id_len : 0;
+}
+
 void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
 {
     int64_t now_ms = ph_now_ms();
@@ -115,47 +152,11 @@ void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
             apply->expired++;
             continue;
         }
-        char keys[6][PH_KEY_MAX], ts[24], received_at[24], position[32], duration[32] = "0";
-        static const ph_key_kind_t key_kinds[6] = {PH_KEY_VIDEOS,      PH_KEY_ROW,     PH_KEY_ERASED,
-                                                   PH_KEY_USER_ERASED, PH_KEY_STREAMS, PH_KEY_STREAM_INFO};
-        const char *kind = PH_KIND_NAMES[ev->kind < PH_KIND_COUNT ? ev->kind : PH_KIND_POSITION];
-        const char *argv[19] = {keys[0],
-                                keys[1],
-                                keys[2],
-                                keys[3],
-                                keys[4],
-                                keys[5],
-                                kind,
-                                ev->video_id,
-                                ts,
-                                received_at,
-                                position,
-                                duration,
-                                apply->_ttl_ms,
-                                apply->_row_max,
-                                apply->_marker_ttl_ms,
-                                apply->_ratio,
-                                apply->_remaining,
-                                ev->series_id,
-                                ev->next_video_id};
-        size_t lens[19];
-        for (int k = 0; k < 6; ++k)
-            lens[k] = ph_key(keys[k], sizeof(keys[k]), key_kinds[k], ev->user_id, ev->user_id_len);
-        lens[6] = strlen(kind);
-        lens[7] = ev->video_id_len;
-        lens[8] = (size_t)snprintf(ts, sizeof(ts), "%" PRId64, ev->ts);
-        lens[9] = (size_t)snprintf(received_at, sizeof(received_at), "%" PRId64, ev->received_at);
-        /* shortest text that reads back as the same double: the script compares numbers, and the
-         * stored state must compare equal to the same event applied again */
-        lens[10] = ph_format_double(position, sizeof(position), ev->position);
-        lens[11] = ev->duration > 0 ? ph_format_double(duration, sizeof(duration), ev->duration) : 1;
-        for (int k = 12; k < 17; ++k)
-            lens[k] = strlen(argv[k]);
-        lens[17] = ev->series_id_len;
-        lens[18] = ev->series_id_len ? ev->next_video_id_len : 0;
-
+        ph_apply_args_t args;
+        ph_apply_args(apply, ev, &args);
         apply->_pending++;
-        if (ph_redis_evalsha(apply->redis, on_reply, apply, PH_SCRIPT_APPLY, 6, 19, argv, lens) != 0) {
+        if (ph_redis_evalsha(apply->redis, on_reply, apply, PH_SCRIPT_APPLY, PH_APPLY_NKEYS, PH_APPLY_ARGC, args.argv, args.lens) !=
+            0) {
             /* not connected: the rest would fail the same way, and the batch is retried whole */
             apply->_pending--;
             fail(apply, "Redis is not connected");

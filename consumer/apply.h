@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "playhead/event.h"
+#include "playhead/keys.h"
 #include "playhead/redis_.h"
 
 typedef struct ph_apply_s ph_apply_t;
@@ -57,5 +58,16 @@ void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsign
  * before this returns when nothing could be sent (Redis not connected) or n is 0. Must not be
  * called again before on_done ran. */
 void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n);
+
+/* The arguments of one EVALSHA of the apply script (KEYS then ARGV, see scripts.c) for `ev`, as
+ * ph_apply_start sends them (tests/consumer/prop_apply.c sends them too). argv points into `args`
+ * and `ev`: valid while both are. */
+enum { PH_APPLY_NKEYS = 6, PH_APPLY_ARGC = 19 };
+typedef struct ph_apply_args_s {
+    const char *argv[PH_APPLY_ARGC];
+    size_t lens[PH_APPLY_ARGC];
+    char _keys[PH_APPLY_NKEYS][PH_KEY_MAX], _ts[24], _received_at[24], _position[32], _duration[32];
+} ph_apply_args_t;
+void ph_apply_args(const ph_apply_t *apply, const ph_event_t *ev, ph_apply_args_t *args);
 
 #endif

@@ -55,9 +55,17 @@ int ph_state_decode(const char *s, size_t len, ph_state_t *st)
         st->kind = *p;
         p += 2;
         long long hide = strtoll(p, &end, 10);
-        if (end == p || hide < 0 || (*end != '\0' && *end != '/'))
+        if (end == p || hide < 0 || (*end != '\0' && *end != '/' && *end != ';'))
             return -1;
         st->hide_ts = hide;
+        if (*end == ';') { /* ;series_ts;series_received_at: the event the series came from */
+            for (int i = 0; i < 2; ++i) {
+                p = end + 1;
+                long long v = strtoll(p, &end, 10);
+                if (end == p || v < 0 || *end != (i == 0 ? ';' : '/'))
+                    return -1;
+            }
+        }
         if (*end == '/') {
             const char *series = s + (end + 1 - tmp), *stop = s + len;
             const char *slash = memchr(series, '/', (size_t)(stop - series));

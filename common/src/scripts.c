@@ -4,10 +4,12 @@
  */
 #include "playhead/scripts.h"
 
-/* The stored value of a title: ts:received_at:position:duration:K:hide_ts[/series_id[/next_video_id]]
+/* The stored value of a title: ts:received_at:position:duration:K:hide_ts[;sts;src][/series_id[/next_video_id]]
  * with K n (no content: a hide alone), p (position), f (position, finished), w (watched),
- * u (unwatched). The 4-field layout of earlier versions reads as a position. parse() returns the
- * fields as texts (so that writing one back changes nothing), or nil. */
+ * u (unwatched). ";sts;src" is the (ts, received_at) of the event the series came from when it is
+ * not the content's own (a mark without series after a position with one). The 4-field layout of
+ * earlier versions reads as a position. parse() returns the fields as texts (so that writing one
+ * back changes nothing), or nil. */
 #define LUA_PARSE                                                                                                                  \
     "local function parse(s)\n"                                                                                                    \
     "  if not s then return nil end\n"                                                                                             \
@@ -18,20 +20,30 @@
     "    local p, du = tonumber(c), tonumber(d)\n"                                                                                 \
     "    k, h, rest = (du > 0 and p >= 0.95 * du) and 'f' or 'p', '0', ''\n"                                                       \
     "  end\n"                                                                                                                      \
+    "  local sa, sb = a, b\n"                                                                                                      \
+    "  local x, y, more = string.match(rest, '^;(%d+);(%d+)(.*)$')\n"                                                              \
+    "  if x then sa, sb, rest = x, y, more end\n"                                                                                  \
     "  local sr, nx = '', ''\n"                                                                                                    \
     "  if rest ~= '' then sr, nx = string.match(rest, '^/([^/]+)/?(.*)$') end\n"                                                   \
-    "  return {a = a, b = b, c = c, d = d, k = k, h = h, s = sr or '', n = nx or ''}\n"                                            \
+    "  return {a = a, b = b, c = c, d = d, k = k, h = h, s = sr or '', n = nx or '', sa = sa, sb = sb}\n"                          \
     "end\n"
 
 /* The apply script: every event kind under one total order (see keys.h for the layout and
- * README "Data model" for the reasoning). Per (user, video):
- *   - content register {position, watched, unwatched}: the maximum by (ts, received_at, kind rank
- *     (unwatched < position < watched), position, duration, series_id, next_video_id);
- *   - hide register: the maximum hide ts; the title is hidden while hide ts >= the content's ts;
- *   - erase registers: the maximum erase ts of the title (ph:{U}:e) and of the user (ph:{U}:x).
- *     An event with ts <= max(title erase, user erase) is dropped, and an erase removes what it
- *     covers from the stored state.
- * All registers are joins (max), so the stored state is a function of the set of events applied.
+ * README "Data model" for the reasoning). Per (user, video), registers that are joins (max):
+ *   - content {position, watched, unwatched}: the maximum by (ts, received_at, kind rank
+ *     (unwatched < position < watched), position, duration);
+ *   - series: (series_id, next_video_id) of the maximum by (ts, received_at, series_id,
+ *     next_video_id) of the content events that carried a series_id, so a mark without one keeps
+ *     the series a position gave;
+ *   - hide: the maximum hide ts; the title is hidden while hide ts >= the content's ts;
+ *   - erase: the maximum erase ts of the title (ph:{U}:e) and of the user (ph:{U}:x).
+ * The row cap: a title's activity is the newest ts of its content, hide and erase (an erased title
+ * keeps its place in the row index, score = its erase ts, as a tombstone); the trim horizon
+ * (ph:{U}:e field "/trim") is the (2 x row_max + 1)-th newest activity. Events with ts <= max(user
+ * erase, title erase, trim horizon) are dropped (an erase only when <= the user or title erase), and
+ * a new erase or horizon removes what it covers from every title. Activities only grow, so the
+ * horizon is a join too: the stored state is a function of the SET of events applied, whatever the
+ * order and the duplicates, row cap included.
  *
  * KEYS: videos hash, row zset, title-erase hash, user-erase string, streams zset, stream-info hash.
  * ARGV: 1 kind (position|hide|watched|unwatched|erase|erase_user), 2 video_id ("" for erase_user),
@@ -41,91 +53,103 @@
  * Returns {changed, name1, value1, name2, value2, ...}: changed is 1 when the event changed what is
  * stored, else 0; each pair is what changed, for the state topic:
  *   (video_id, new stored value)       a title's state changed;
- *   (video_id, "")                     a title left Redis (erased, trimmed by row_max, or its user
- *                                      erased): a tombstone;
+ *   (video_id, "")                     a title left Redis (erased, below the trim horizon, or its
+ *                                      user erased): a tombstone;
  *   ("/erase/" .. video_id, ts)        a title's erase marker is now ts;
- *   ("/erase_user", ts)                the user's erase marker is now ts.
- * Names starting with '/' cannot be video ids (id rules), so both kinds of pair are unambiguous. */
+ *   ("/erase_user", ts)                the user's erase marker is now ts;
+ *   ("/trim", ts)                      the trim horizon is now ts.
+ * Names starting with '/' cannot be video ids (id rules), so every kind of pair is unambiguous. */
 static const char apply_lua[] =
     "local kind, v = ARGV[1], ARGV[2]\n"
     "local ts = tonumber(ARGV[3])\n"
-    "local rowmax, ratio, remain = tonumber(ARGV[8]), tonumber(ARGV[10]), tonumber(ARGV[11])\n"
-    "local RANK = {n = 0, u = 1, p = 2, f = 2, w = 3}\n"
+    "local cap, ratio, remain = 2 * tonumber(ARGV[8]), tonumber(ARGV[10]), tonumber(ARGV[11])\n"
+    "local RANK = {u = 1, p = 2, f = 2, w = 3}\n"
     "local out = {0}\n" LUA_PARSE "local function encode(r)\n"
     "  local t = r.a .. ':' .. r.b .. ':' .. r.c .. ':' .. r.d .. ':' .. r.k .. ':' .. r.h\n"
-    "  if r.s ~= '' then t = t .. '/' .. r.s; if r.n ~= '' then t = t .. '/' .. r.n end end\n"
+    "  if r.s == '' then return t end\n"
+    "  if r.sa ~= r.a or r.sb ~= r.b then t = t .. ';' .. r.sa .. ';' .. r.sb end\n"
+    "  t = t .. '/' .. r.s\n"
+    "  if r.n ~= '' then t = t .. '/' .. r.n end\n"
     "  return t\n"
     "end\n"
-    "local function cmp(x, y)\n"
-    "  local p = {{tonumber(x.a), tonumber(y.a)}, {tonumber(x.b), tonumber(y.b)}, {RANK[x.k], RANK[y.k]},\n"
-    "             {tonumber(x.c), tonumber(y.c)}, {tonumber(x.d), tonumber(y.d)}, {x.s, y.s}, {x.n, y.n}}\n"
+    "local function blank(h) return {a = '0', b = '0', c = '0', d = '0', k = 'n', h = h, s = '', n = '', sa = '0', sb = '0'} end\n"
+    "local function cmp(p)\n"
     "  for _, q in ipairs(p) do\n"
     "    if q[1] < q[2] then return -1 elseif q[1] > q[2] then return 1 end\n"
     "  end\n"
     "  return 0\n"
     "end\n"
-    "local function finished(r) return r.k == 'f' or r.k == 'w' end\n"
-    /* writes r (nil: removes the title) when it differs from what is stored, and reports it */
-    "local function store(id, old, r)\n"
+    "local function num(x) return tonumber(x) end\n"
+    "local ux = num(redis.call('GET', KEYS[4]) or '-1')\n"
+    "local th = num(redis.call('HGET', KEYS[3], '/trim') or '-1')\n"
+    "local floor = math.max(ux, th)\n"
+    /* writes r (nil: removes the title) when it differs from what is stored, and reports it; then
+     * places the title in the row index by its activity (nothing left above the floor: out of it) */
+    "local function put(id, old, r)\n"
     "  local new = r and encode(r) or nil\n"
-    "  if new == old then return end\n"
-    "  out[1] = 1\n"
-    "  if not new then\n"
-    "    redis.call('HDEL', KEYS[1], id)\n"
-    "    redis.call('ZREM', KEYS[2], id)\n"
-    "    out[#out + 1] = id; out[#out + 1] = ''\n"
-    "    return\n"
+    "  if new ~= old then\n"
+    "    out[1] = 1\n"
+    "    if new then redis.call('HSET', KEYS[1], id, new) else redis.call('HDEL', KEYS[1], id) end\n"
+    "    out[#out + 1] = id; out[#out + 1] = new or ''\n"
     "  end\n"
-    "  redis.call('HSET', KEYS[1], id, new)\n"
-    "  out[#out + 1] = id; out[#out + 1] = new\n"
-    "  if r.k == 'n' then redis.call('ZREM', KEYS[2], id); return end\n"
-    "  local fin = finished(r)\n"
-    "  local t = tonumber(r.a)\n"
-    "  redis.call('ZADD', KEYS[2], fin and string.format('%d', -(t + 1)) or r.a, id)\n"
-    /* trim the oldest unfinished (scores >= 0) and the oldest finished (scores < 0, closest to 0) */
-    "  local old\n"
-    "  if fin then\n"
-    "    local n = redis.call('ZCOUNT', KEYS[2], '-inf', '(0')\n"
-    "    if n > rowmax then old = redis.call('ZREVRANGEBYSCORE', KEYS[2], '(0', '-inf', 'LIMIT', 0, n - rowmax) end\n"
-    "  else\n"
-    "    local n = redis.call('ZCOUNT', KEYS[2], 0, '+inf')\n"
-    "    if n > rowmax then old = redis.call('ZRANGEBYSCORE', KEYS[2], 0, '+inf', 'LIMIT', 0, n - rowmax) end\n"
-    "  end\n"
-    "  if old and #old > 0 then\n"
-    "    redis.call('ZREM', KEYS[2], unpack(old))\n"
-    "    redis.call('HDEL', KEYS[1], unpack(old))\n"
-    "    for _, o in ipairs(old) do out[#out + 1] = o; out[#out + 1] = '' end\n"
-    "  end\n"
+    "  local act = num(redis.call('HGET', KEYS[3], id) or '-1')\n"
+    "  if r then act = math.max(act, num(r.a), num(r.h)) end\n"
+    "  if act > floor then redis.call('ZADD', KEYS[2], string.format('%d', act), id)\n"
+    "  else redis.call('ZREM', KEYS[2], id) end\n"
     "end\n"
-    /* what is left of a stored title once everything with ts <= e is erased (nil: nothing) */
+    /* what is left of a stored title once everything with ts <= e is removed (nil: nothing) */
     "local function cut(r, e)\n"
     "  if not r then return nil end\n"
-    "  local keep = tonumber(r.a) > e and r.k ~= 'n'\n"
-    "  local h = tonumber(r.h) > e and r.h or '0'\n"
-    "  if keep then r.h = h; return r end\n"
+    "  local h = num(r.h) > e and r.h or '0'\n"
+    "  if r.k ~= 'n' and num(r.a) > e then\n"
+    "    r.h = h\n"
+    "    if r.s ~= '' and num(r.sa) <= e then r.s, r.n = '', '' end\n"
+    "    return r\n"
+    "  end\n"
     "  if h == '0' then return nil end\n"
-    "  return {a = '0', b = '0', c = '0', d = '0', k = 'n', h = h, s = '', n = ''}\n"
+    "  return blank(h)\n"
+    "end\n"
+    "local function cut_all(e)\n"
+    "  local all = redis.call('HGETALL', KEYS[1])\n"
+    "  for i = 1, #all, 2 do put(all[i], all[i + 1], cut(parse(all[i + 1]), e)) end\n"
+    "end\n"
+    /* the row cap: everything at or below the (cap + 1)-th newest activity goes */
+    "local function trim()\n"
+    "  local n = redis.call('ZCARD', KEYS[2])\n"
+    "  if n <= cap then return end\n"
+    "  local at = string.format('%d', num(redis.call('ZRANGE', KEYS[2], n - cap - 1, n - cap - 1, 'WITHSCORES')[2]))\n"
+    "  th = num(at); floor = math.max(floor, th)\n"
+    "  redis.call('HSET', KEYS[3], '/trim', at)\n"
+    "  redis.call('PEXPIRE', KEYS[3], ARGV[9])\n"
+    "  out[1] = 1; out[#out + 1] = '/trim'; out[#out + 1] = at\n"
+    "  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', at)\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', at)\n"
+    "  for _, id in ipairs(gone) do\n"
+    "    if redis.call('HDEL', KEYS[1], id) == 1 then out[#out + 1] = id; out[#out + 1] = '' end\n"
+    "  end\n"
+    "  cut_all(th)\n"
     "end\n"
     "local function touch()\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[7])\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[7])\n"
     "end\n"
-    "local ux = tonumber(redis.call('GET', KEYS[4]) or '-1')\n"
     "if kind == 'erase_user' then\n"
     "  if ts <= ux then return out end\n"
     "  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[9])\n"
     "  out[1] = 1; out[#out + 1] = '/erase_user'; out[#out + 1] = ARGV[3]\n"
-    "  local all = redis.call('HGETALL', KEYS[1])\n"
-    "  for i = 1, #all, 2 do store(all[i], all[i + 1], cut(parse(all[i + 1]), ts)) end\n"
     "  local marks = redis.call('HGETALL', KEYS[3])\n"
     "  for i = 1, #marks, 2 do\n"
-    "    if tonumber(marks[i + 1]) <= ts then redis.call('HDEL', KEYS[3], marks[i]) end\n"
+    "    if num(marks[i + 1]) <= ts then redis.call('HDEL', KEYS[3], marks[i]) end\n"
     "  end\n"
+    "  if th <= ts then th = -1 end\n"
+    "  ux = ts; floor = math.max(ux, th)\n"
+    "  cut_all(ts)\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])\n"
     "  redis.call('DEL', KEYS[5], KEYS[6])\n"
     "  touch()\n"
     "  return out\n"
     "end\n"
-    "local ex = tonumber(redis.call('HGET', KEYS[3], v) or '-1')\n"
+    "local ex = num(redis.call('HGET', KEYS[3], v) or '-1')\n"
     "if ts <= ux or ts <= ex then return out end\n"
     "local old = redis.call('HGET', KEYS[1], v)\n"
     "local cur = parse(old or nil)\n"
@@ -133,49 +157,52 @@ static const char apply_lua[] =
     "  redis.call('HSET', KEYS[3], v, ARGV[3])\n"
     "  redis.call('PEXPIRE', KEYS[3], ARGV[9])\n"
     "  out[1] = 1; out[#out + 1] = '/erase/' .. v; out[#out + 1] = ARGV[3]\n"
-    "  if old then store(v, old, cut(cur, ts)) end\n"
-    "elseif kind == 'hide' then\n"
-    "  if cur and tonumber(cur.h) >= ts then return out end\n"
-    "  if not cur then cur = {a = '0', b = '0', c = '0', d = '0', k = 'n', h = '0', s = '', n = ''} end\n"
-    "  cur.h = ARGV[3]\n"
-    "  store(v, old, cur)\n"
-    "else\n"
-    "  local r = {a = ARGV[3], b = ARGV[4], c = ARGV[5], d = ARGV[6], s = ARGV[12], n = ARGV[13], h = '0'}\n"
-    "  if kind == 'watched' then r.k = 'w'\n"
-    "  elseif kind == 'unwatched' then r.k = 'u'\n"
-    "  else\n"
-    "    local p, du = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-    "    r.k = (du > 0 and (p >= ratio * du or du - p < remain)) and 'f' or 'p'\n"
-    "  end\n"
-    "  if r.s == '' then r.n = '' end\n"
-    "  if cur and cmp(cur, r) >= 0 then return out end\n"
-    "  if cur then r.h = cur.h end\n"
-    "  store(v, old, r)\n"
+    "  put(v, old, cut(cur, ts))\n"
+    "  trim()\n"
+    "  touch()\n"
+    "  return out\n"
     "end\n"
+    "if ts <= th then return out end\n"
+    "if not cur then cur = blank('0') end\n"
+    "if kind == 'hide' then\n"
+    "  if num(cur.h) >= ts then return out end\n"
+    "  cur.h = ARGV[3]\n"
+    "else\n"
+    "  local k\n"
+    "  if kind == 'watched' then k = 'w'\n"
+    "  elseif kind == 'unwatched' then k = 'u'\n"
+    "  else\n"
+    "    local p, du = num(ARGV[5]), num(ARGV[6])\n"
+    "    k = (du > 0 and (p >= ratio * du or du - p < remain)) and 'f' or 'p'\n"
+    "  end\n"
+    "  if cur.k == 'n' or cmp({{num(cur.a), ts}, {num(cur.b), num(ARGV[4])}, {RANK[cur.k], RANK[k]},\n"
+    "                        {num(cur.c), num(ARGV[5])}, {num(cur.d), num(ARGV[6])}}) < 0 then\n"
+    "    cur.a, cur.b, cur.c, cur.d, cur.k = ARGV[3], ARGV[4], ARGV[5], ARGV[6], k\n"
+    "  end\n"
+    "  local s, n = ARGV[12], ARGV[12] ~= '' and ARGV[13] or ''\n"
+    "  if s ~= '' and (cur.s == '' or cmp({{num(cur.sa), ts}, {num(cur.sb), num(ARGV[4])}, {cur.s, s}, {cur.n, n}}) < 0) then\n"
+    "    cur.sa, cur.sb, cur.s, cur.n = ARGV[3], ARGV[4], s, n\n"
+    "  end\n"
+    "end\n"
+    "put(v, old, cur)\n"
+    "trim()\n"
     "touch()\n"
     "return out\n";
 
 /* KEYS: videos hash, row zset. ARGV: limit, row_min_seconds, row_min_fraction.
- * The continue-watching row, newest first: walks both parts of the row index merged by updated_at
- * (the titles of one series must be seen in order, finished ones included) and reads the states in
- * slices, so an unfiltered row costs what it did (ZREVRANGEBYSCORE + one HMGET). Per title:
- * hidden (hide ts >= its ts) -> skipped, and so is the rest of its series; finished -> skipped, and
- * when it is the newest episode of its series and carries next_video_id, that next episode is the
- * series' item ("next up"); unwatched or below the minimum (position < min(row_min_seconds,
- * row_min_fraction * duration)) -> skipped, an older episode may stand for the series; otherwise
- * the item, and its series is done.
+ * The continue-watching row, newest first: walks the row index by activity (for a title shown,
+ * its updated_at: a later hide hides it, an erase leaves content only newer than itself), the
+ * titles of one series in order, finished ones included, and reads the states in slices, so an
+ * unfiltered row costs what it did (ZREVRANGE + one HMGET). Per title: none stored (an erased
+ * title's tombstone) or a hide alone -> skipped; hidden (hide ts >= its ts) -> skipped, and so is
+ * the rest of its series; finished -> skipped, and when it is the newest episode of its series and
+ * carries next_video_id, that next episode is the series' item ("next up"); unwatched or below the
+ * minimum (position < min(row_min_seconds, row_min_fraction * duration)) -> skipped, an older
+ * episode may stand for the series; otherwise the item, and its series is done.
  * Returns a flat array video_id, stored value, next_up ("1" or "0"), ... */
 static const char row_lua[] =
     LUA_PARSE "local limit, mins, minf = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-              "local u = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', 0, 'WITHSCORES')\n"
-              /* finished titles score -(ts+1): the newest has the lowest score */
-              "local f = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(0', 'WITHSCORES')\n"
-              "local ids, i, j = {}, 1, 1\n"
-              "while i <= #u or j <= #f do\n"
-              "  local tu = i <= #u and tonumber(u[i + 1]) or -1\n"
-              "  local tf = j <= #f and -(tonumber(f[j + 1]) + 1) or -1\n"
-              "  if tu >= tf then ids[#ids + 1] = u[i]; i = i + 2 else ids[#ids + 1] = f[j]; j = j + 2 end\n"
-              "end\n"
+              "local ids = redis.call('ZREVRANGE', KEYS[2], 0, -1)\n"
               "local out, seen, n = {}, {}, 0\n"
               "local at = 1\n"
               "while at <= #ids and n < limit do\n"
@@ -207,30 +234,29 @@ static const char row_lua[] =
               "return out\n";
 
 /* KEYS: videos hash, row zset. ARGV: limit, cursor ts ("" for the first page), cursor video_id.
- * The history: every title of the row index (finished included; a hide alone is no title), newest
- * first by (updated_at, video_id) descending, the page after the cursor (the last item of the
- * previous page). Returns {more (1 when items follow this page), video_id, value, ...}. The index
- * holds at most 2 x row_max titles, so sorting them all is bounded. */
+ * The history: every title of the row index (finished included; a hide alone or an erased title's
+ * tombstone is no title), newest first by (updated_at, video_id) descending, the page after the
+ * cursor (the last item of the previous page). Returns {more (1 when items follow this page),
+ * video_id, value, ...}. The index holds at most 2 x row_max titles, so reading them all is
+ * bounded. */
 static const char history_lua[] =
-    "local limit = tonumber(ARGV[1])\n"
-    "local cts, cid = tonumber(ARGV[2]), ARGV[3]\n"
-    "local z = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')\n"
-    "local all = {}\n"
-    "for i = 1, #z, 2 do\n"
-    "  local s = tonumber(z[i + 1])\n"
-    "  local t = s >= 0 and s or -(s + 1)\n"
-    "  if not cts or t < cts or (t == cts and z[i] < cid) then all[#all + 1] = {z[i], t} end\n"
-    "end\n"
-    "table.sort(all, function(x, y) if x[2] ~= y[2] then return x[2] > y[2] end return x[1] > y[1] end)\n"
-    "local out = {#all > limit and 1 or 0}\n"
-    "local ids = {}\n"
-    "for i = 1, math.min(limit, #all) do ids[i] = all[i][1] end\n"
-    "if #ids == 0 then return out end\n"
-    "local st = redis.call('HMGET', KEYS[1], unpack(ids))\n"
-    "for i, id in ipairs(ids) do\n"
-    "  if st[i] then out[#out + 1] = id; out[#out + 1] = st[i] end\n"
-    "end\n"
-    "return out\n";
+    LUA_PARSE "local limit = tonumber(ARGV[1])\n"
+              "local cts, cid = tonumber(ARGV[2]), ARGV[3]\n"
+              "local ids = redis.call('ZRANGE', KEYS[2], 0, -1)\n"
+              "if #ids == 0 then return {0} end\n"
+              "local st = redis.call('HMGET', KEYS[1], unpack(ids))\n"
+              "local all = {}\n"
+              "for i, id in ipairs(ids) do\n"
+              "  local r = parse(st[i] or nil)\n"
+              "  if r and r.k ~= 'n' then\n"
+              "    local t = tonumber(r.a)\n"
+              "    if not cts or t < cts or (t == cts and id < cid) then all[#all + 1] = {id, t, st[i]} end\n"
+              "  end\n"
+              "end\n"
+              "table.sort(all, function(x, y) if x[2] ~= y[2] then return x[2] > y[2] end return x[1] > y[1] end)\n"
+              "local out = {#all > limit and 1 or 0}\n"
+              "for i = 1, math.min(limit, #all) do out[#out + 1] = all[i][1]; out[#out + 1] = all[i][3] end\n"
+              "return out\n";
 
 /* ---------------------------------------------------------------- stream leases
  *

@@ -56,7 +56,8 @@ class Event:
         return f"{self.ts}:{self.received_at}:{fmt(self.position)}:{dur}:{kind}:0"
 
     def score(self):
-        return -(self.ts + 1) if finished(self.position, self.duration) else self.ts
+        """Its score in the row index: the title's activity, here its ts (no hide, no erase)."""
+        return self.ts
 
     def __repr__(self):
         return f"Event({self.user}/{self.video} {self.order()})"
@@ -136,51 +137,62 @@ def test_same_set_in_different_orders_gives_the_same_state(redis, apply):
     assert all(s == states[0] for s in states)
 
 
-def test_finished_video_leaves_the_positive_part_of_the_row(redis, apply):
-    def row():
-        return redis.zrangebyscore(rkey("u1"), 0, "+inf")
-
+def test_finished_video_is_marked_f_and_keeps_its_place_in_the_row_index(redis, apply):
     assert apply(Event("u1", "v1", 1000, 1, 10, 100)) == 1
     assert apply(Event("u1", "v2", 1001, 1, 10, 0)) == 1  # no duration: never finished
-    assert row() == ["v1", "v2"]
-
     # exactly 95% counts as finished (position >= 0.95 * duration)
     assert apply(Event("u1", "v1", 2000, 1, 95, 100)) == 1
-    assert row() == ["v2"]
-    assert redis.zscore(rkey("u1"), "v1") == -2001
     assert redis.hget(vkey("u1"), "v1") == "2000:1:95:100:f:0"
-
-    # an older unfinished event does not bring it back
+    assert redis.zrevrange(rkey("u1"), 0, -1, withscores=True) == [("v1", 2000), ("v2", 1001)]
+    # an older unfinished event changes nothing
     assert apply(Event("u1", "v1", 1500, 1, 20, 100)) == 0
-    assert row() == ["v2"]
-
-    # watching it again (a newer, unfinished position) does
+    assert redis.hget(vkey("u1"), "v1") == "2000:1:95:100:f:0"
+    # watching it again (a newer, unfinished position) makes it unfinished
     assert apply(Event("u1", "v1", 3000, 1, 5, 100)) == 1
-    assert redis.zrevrangebyscore(rkey("u1"), "+inf", 0) == ["v1", "v2"]
-
+    assert redis.hget(vkey("u1"), "v1") == "3000:1:5:100:p:0"
     # just below 95% is not finished
     assert apply(Event("u1", "v3", 4000, 1, 94.99, 100)) == 1
-    assert redis.zscore(rkey("u1"), "v3") == 4000
+    assert redis.hget(vkey("u1"), "v3") == "4000:1:94.99:100:p:0"
 
 
-def test_row_trimming_keeps_row_max_of_each_part(redis, apply):
+def test_row_cap_keeps_the_newest_2_row_max_titles_and_a_horizon(redis, apply):
     row_max = 5
     for i in range(8):  # unfinished, oldest first
         assert apply(Event("u1", f"open{i}", 1000 + i, 1, 10, 100), row_max=row_max) == 1
-    for i in range(7):  # finished
+    for i in range(7):  # finished: the cap counts every title, finished or not
         assert apply(Event("u1", f"done{i}", 2000 + i, 1, 99, 100), row_max=row_max) == 1
+    kept = redis.zrevrange(rkey("u1"), 0, -1)
+    assert kept == [f"done{i}" for i in range(6, -1, -1)] + ["open7", "open6", "open5"]
+    # trimmed titles leave the hash too, and the horizon is the newest activity that fell off
+    assert sorted(redis.hkeys(vkey("u1"))) == sorted(kept)
+    assert redis.hget("ph:{u1}:e", "/trim") == "1004"
+    # an event at or below the horizon is dropped, even for a title that is kept
+    assert apply(Event("u1", "open2", 1002, 2, 50, 100), row_max=row_max) == 0
+    assert apply(Event("u1", "open5", 1004, 2, 50, 100), row_max=row_max) == 0
+    # an update of a title kept trims nothing
+    assert apply(Event("u1", "open5", 5000, 1, 11, 100), row_max=row_max) == 1
+    assert redis.zcard(rkey("u1")) == 2 * row_max
+    assert redis.hget("ph:{u1}:e", "/trim") == "1004"
 
-    unfinished = redis.zrevrangebyscore(rkey("u1"), "+inf", 0)
-    done = redis.zrangebyscore(rkey("u1"), "-inf", "(0")
-    assert unfinished == [f"open{i}" for i in (7, 6, 5, 4, 3)]  # the newest row_max, newest first
-    assert sorted(done) == sorted(f"done{i}" for i in range(2, 7))  # the oldest finished fell off
-    # trimmed videos leave the hash too, so hash and row stay in step
-    assert sorted(redis.hkeys(vkey("u1"))) == sorted(unfinished + done)
 
-    # an update of a video still in the row trims nothing
-    assert apply(Event("u1", "open3", 5000, 1, 11, 100), row_max=row_max) == 1
-    assert redis.zcount(rkey("u1"), 0, "+inf") == row_max
-    assert redis.hlen(vkey("u1")) == 2 * row_max
+def test_row_cap_and_erase_commute(redis, script_text):
+    """A title trimmed because of a newer one that is erased afterwards: the erased title keeps its
+    place in the row index as a tombstone, so the erase before or after gives the same state."""
+    sha = redis.script_load(script_text)
+    keys = [f"ph:{{u1}}:{k}" for k in "vrexsd"]
+
+    def ev(kind, video, ts):
+        return (kind, video, str(ts), str(ts), "10", "100", str(TTL_MS), "1", str(ERASE_TTL_MS), "0.95", "0", "", "")
+
+    events = [ev("position", "a", 1), ev("position", "b", 2), ev("position", "c", 3), ev("erase", "c", 4)]
+    states = []
+    for order in (events, events[3:] + events[:3], [events[1], events[3], events[2], events[0]]):
+        redis.flushall()
+        for e in order:
+            redis.evalsha(sha, 6, *keys, *e)
+        states.append((redis.hgetall(keys[0]), redis.zrange(keys[1], 0, -1, withscores=True), redis.hgetall(keys[2])))
+    assert states[0] == ({"b": "2:2:10:100:p:0"}, [("b", 2.0), ("c", 4.0)], {"c": "4", "/trim": "1"})
+    assert all(s == states[0] for s in states), states
 
 
 def test_ttls_are_set_and_refreshed_on_both_keys(redis, apply):

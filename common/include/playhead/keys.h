@@ -3,14 +3,17 @@
  * user's keys live in one Redis Cluster slot (multi-key Lua scripts stay legal in a cluster).
  *
  *   ph:{U}:v   hash    video_id -> state "ts:received_at:position:duration:K:hide_ts" followed by
- *                      "/series_id" and "/next_video_id" when the content event carried them; K is
+ *                      "/series_id" and "/next_video_id" when a content event carried them
+ *                      (preceded by ";ts;received_at" of that event when it is not the content's
+ *                      own, e.g. a mark without series after a position with one); K is
  *                      p (position), f (position, finished by the consumer's thresholds),
  *                      w (marked watched), u (marked unwatched), n (no content: a hide alone);
  *                      the older "ts:received_at:position:duration" reads as p/f (scripts.c)
- *   ph:{U}:r   zset    video_id -> ts for unfinished videos, -(ts+1) for finished ones; the
- *                      continue-watching row is built from the positive part, newest first
- *                      (titles with K n are not in it)
- *   ph:{U}:e   hash    video_id -> ts of the newest erase of that title (erase marker)
+ *   ph:{U}:r   zset    video_id -> activity: the newest ts of the title's content, hide and erase
+ *                      (an erased title stays as a tombstone without state); the row and the row
+ *                      cap (2 x row_max titles) are read from it, newest first
+ *   ph:{U}:e   hash    video_id -> ts of the newest erase of that title (erase marker), and
+ *                      "/trim" -> the trim horizon (titles at or below it fell off the row cap)
  *   ph:{U}:x   string  ts of the newest erase of the whole user (erase marker)
  *              Both markers expire after the consumer's erase-marker-ttl-seconds (refreshed by a
  *              newer erase), at least the positions topic's retention + the 5-minute clamp.
