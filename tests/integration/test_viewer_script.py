@@ -60,3 +60,14 @@ def test_any_order_and_duplicates_of_every_kind_give_the_same_state(redis, scrip
             if first is None:
                 first = state
             assert state == first, f"row_max {row_max} events {events}"
+
+
+def test_c_property_test_against_the_real_apply_script(redis, redis_server):
+    """tests/consumer/prop_apply.c: the same property in C, with the arguments consumer/apply.c
+    builds (ph_apply_args), row caps of 200, 2 and 4 titles. The seed is logged and in the output."""
+    seed = random.randrange(2**32)
+    print(f"prop_apply seed {seed}")
+    r = subprocess.run([str(harness.BUILD_DIR / "tests/prop_apply"), redis_server.host, str(redis_server.port), str(seed),
+                        "60"], capture_output=True, text=True, timeout=harness.scaled(120))
+    assert r.returncode == 0, f"seed {seed}\n{r.stdout}\n{r.stderr}"
+    assert "60 sets, 420 orders compared, all equal" in r.stdout
