@@ -138,6 +138,24 @@ def test_series_next_up_and_thresholds(ingest, consumer, api):
     eventually(lambda: [it["video_id"] for it in row(rd, "s")], ["s1e2", "other", "clip"], "finished film")
 
 
+def test_marks_keep_the_series_of_earlier_positions(ingest, consumer, api):
+    """The watched/unwatched routes carry no series: the series_id and next_video_id a position
+    gave survive the mark, so a watched episode gives next-up and an unwatched one keeps its series."""
+    ing = ingest()
+    consumer()
+    rd = api()
+    post(ing, pos("m", "e1", 100, T0, series_id="show", next_video_id="e2"),
+         pos("m", "f1", 100, T0 + 1, series_id="other", next_video_id="f2"))
+    eventually(lambda: row_ids(rd, "m"), ["f1", "e1"], "both episodes in the row")
+    act(ing, "PUT", "/v1/users/m/videos/e1/watched", T0 + 10)
+    act(ing, "DELETE", "/v1/users/m/videos/f1/watched", T0 + 11)
+    eventually(lambda: [(it["video_id"], it.get("series_id"), it.get("next_up")) for it in row(rd, "m")],
+               [("e2", "show", True)], "next-up after the mark")
+    items = {it["video_id"]: it for it in history(rd, "m")["items"]}
+    assert items["e1"]["series_id"] == "show" and items["e1"]["finished"] is True
+    assert items["f1"]["series_id"] == "other" and items["f1"]["position"] == 0
+
+
 def test_history_paging_stable_under_concurrent_writes_and_export(ingest, consumer, api):
     ing, _, rd = ingest(), consumer(), api()
     post(ing, *[pos("h", f"v{i:02d}", 100, T0 + i) for i in range(25)])
