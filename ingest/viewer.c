@@ -6,7 +6,7 @@
  *   DELETE /v1/users/:user/continue-watching/:video  hide
  *   PUT    /v1/users/:user/videos/:video/watched     watched
  *   DELETE /v1/users/:user/videos/:video/watched     unwatched
- *   DELETE /v1/users/:user/videos/:video             erase (one title)
+ *   DELETE /v1/users/:user/videos/:video             erase (one title; own user, or a token with `admin`)
  *   DELETE /v1/users/:user                           erase_user (own user, or a token with `admin`)
  */
 #include "ingest.h"
@@ -26,8 +26,9 @@ static int produce_kind(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
         ph_send_event_error(req, &err, 0);
         return 0;
     }
-    ph_identity_result_t id =
-        ph_identity_check(req, user->base, user->len, kind == PH_KIND_ERASE_USER ? PH_ACCESS_ERASE : PH_ACCESS_WRITE);
+    /* erasing (a title or the whole user) may also be done with the `admin` scope */
+    int erase = kind == PH_KIND_ERASE_USER || kind == PH_KIND_ERASE;
+    ph_identity_result_t id = ph_identity_check(req, user->base, user->len, erase ? PH_ACCESS_ERASE : PH_ACCESS_WRITE);
     if (id != PH_ID_OK) {
         ph_identity_reject(req, id);
         return 0;

@@ -252,6 +252,20 @@ BODIES = [
     ("one-bad-in-batch", dumps([event(), event(video_id="v2"), event(position=-5)]), 400, "position",
      {"index": 2, "field": "position"}),
     ("empty-body", "", 400, "not valid JSON", {}),
+    # the viewer's event kinds (issue 14)
+    ("kind-unknown", dumps(event(kind="delete")), 400, "must be one of", {"field": "kind"}),
+    ("kind-number", dumps(event(kind=1)), 400, "must be a string", {"field": "kind"}),
+    ("kind-case", dumps(event(kind="Hide")), 400, "must be one of", {"field": "kind"}),
+    ("next-without-series", dumps(event(next_video_id="v2")), 400, "requires series_id", {"field": "next_video_id"}),
+    ("series-id-bad", dumps(event(series_id="a b")), 400, "1-128 characters", {"field": "series_id"}),
+    ("series-id-number", dumps(event(series_id=7)), 400, "must be a string", {"field": "series_id"}),
+    ("next-video-id-bad", dumps(event(series_id="s", next_video_id="x/y")), 400, "1-128 characters",
+     {"field": "next_video_id"}),
+    ("erase-without-video", dumps({"user_id": "u1", "kind": "erase"}), 400, "is required", {"field": "video_id"}),
+    ("hide-bad-ts", dumps({"user_id": "u1", "video_id": "v1", "kind": "hide", "ts": -1}), 400, "2^53-1",
+     {"field": "ts"}),
+    ("watched-bad-position", dumps({"user_id": "u1", "video_id": "v1", "kind": "watched", "position": -1}), 400,
+     "from 0 to 10000000", {"field": "position"}),
 ]
 
 
@@ -354,6 +368,31 @@ REQUESTS = [
     ("api-cookie-overlong", "api", "GET", "/watching?video_id=v1", {"Cookie": "user_id=" + "u" * 100000}, None, 400,
      "cookie", {}),
     ("api-cookie-semicolon-only", "api", "GET", "/watching?video_id=v1", {"Cookie": ";;;  ;"}, None, 400, "cookie", {}),
+    # the viewer's routes (issue 14): bad ids in the path, bad bodies
+    ("hide-bad-user", "ingest", "DELETE", "/v1/users/a%20b/continue-watching/v1", {}, None, 400, "user_id", {}),
+    ("hide-bad-video", "ingest", "DELETE", "/v1/users/u1/continue-watching/vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv", {}, None, 400, "video_id", {}),
+    ("hide-bad-json", "ingest", "DELETE", "/v1/users/u1/continue-watching/v1", JSON, "{\"ts\":", 400, "not valid JSON", {}),
+    ("hide-bad-ts", "ingest", "DELETE", "/v1/users/u1/continue-watching/v1", JSON, '{"ts":1.5}', 400, "2^53-1", {}),
+    ("hide-array-body", "ingest", "DELETE", "/v1/users/u1/continue-watching/v1", JSON, "[]", 400, "JSON object", {}),
+    ("watched-bad-user", "ingest", "PUT", "/v1/users/a%20b/videos/v1/watched", {}, None, 400, "user_id", {}),
+    ("watched-bad-video", "ingest", "PUT", "/v1/users/u1/videos/vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv/watched", {}, None, 400, "video_id", {}),
+    ("watched-bad-json", "ingest", "PUT", "/v1/users/u1/videos/v1/watched", JSON, "{\"ts\":", 400, "not valid JSON", {}),
+    ("watched-bad-ts", "ingest", "PUT", "/v1/users/u1/videos/v1/watched", JSON, '{"ts":1.5}', 400, "2^53-1", {}),
+    ("watched-array-body", "ingest", "PUT", "/v1/users/u1/videos/v1/watched", JSON, "[]", 400, "JSON object", {}),
+    ("unwatched-bad-user", "ingest", "DELETE", "/v1/users/a%20b/videos/v1/watched", {}, None, 400, "user_id", {}),
+    ("unwatched-bad-video", "ingest", "DELETE", "/v1/users/u1/videos/vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv/watched", {}, None, 400, "video_id", {}),
+    ("unwatched-bad-json", "ingest", "DELETE", "/v1/users/u1/videos/v1/watched", JSON, "{\"ts\":", 400, "not valid JSON", {}),
+    ("unwatched-bad-ts", "ingest", "DELETE", "/v1/users/u1/videos/v1/watched", JSON, '{"ts":1.5}', 400, "2^53-1", {}),
+    ("unwatched-array-body", "ingest", "DELETE", "/v1/users/u1/videos/v1/watched", JSON, "[]", 400, "JSON object", {}),
+    ("erase-bad-user", "ingest", "DELETE", "/v1/users/a%20b/videos/v1", {}, None, 400, "user_id", {}),
+    ("erase-bad-video", "ingest", "DELETE", "/v1/users/u1/videos/vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv", {}, None, 400, "video_id", {}),
+    ("erase-bad-json", "ingest", "DELETE", "/v1/users/u1/videos/v1", JSON, "{\"ts\":", 400, "not valid JSON", {}),
+    ("erase-bad-ts", "ingest", "DELETE", "/v1/users/u1/videos/v1", JSON, '{"ts":1.5}', 400, "2^53-1", {}),
+    ("erase-array-body", "ingest", "DELETE", "/v1/users/u1/videos/v1", JSON, "[]", 400, "JSON object", {}),
+    ("erase-user-bad-user", "ingest", "DELETE", "/v1/users/a%20b", {}, None, 400, "user_id", {}),
+    ("erase-user-bad-json", "ingest", "DELETE", "/v1/users/u1", JSON, "{\"ts\":", 400, "not valid JSON", {}),
+    ("erase-user-bad-ts", "ingest", "DELETE", "/v1/users/u1", JSON, '{"ts":1.5}', 400, "2^53-1", {}),
+    ("erase-user-array-body", "ingest", "DELETE", "/v1/users/u1", JSON, "[]", 400, "JSON object", {}),
 ]
 
 
@@ -531,6 +570,18 @@ FORBIDDEN = [
     ("cookie-disagrees-api", ("u1", None), "api", "GET", "/watching?video_id=v1", None, {"Cookie": "user_id=u2"}),
     ("scope-admins-is-not-admin", ("u1", "admins readonly"), "api", "GET", "/v1/users/u2/positions/v1", None, {}),
     ("dotdot-to-other-user", ("u1", None), "api", "GET", "/v1/users/u1/../u2/positions/v1", None, {}),
+    # the viewer's routes (issue 14): own user only; erasing also with `admin`, the marks not
+    ("hide-other-user", ("u1", None), "ingest", "DELETE", "/v1/users/u2/continue-watching/v1", None, {}),
+    ("watched-other-user", ("u1", None), "ingest", "PUT", "/v1/users/u2/videos/v1/watched", None, {}),
+    ("unwatched-other-user", ("u1", None), "ingest", "DELETE", "/v1/users/u2/videos/v1/watched", None, {}),
+    ("erase-other-user", ("u1", None), "ingest", "DELETE", "/v1/users/u2/videos/v1", None, {}),
+    ("erase-user-other-user", ("u1", "read"), "ingest", "DELETE", "/v1/users/u2", None, {}),
+    ("admin-hides-other-user", ("ops", "admin"), "ingest", "DELETE", "/v1/users/u2/continue-watching/v1", None, {}),
+    ("admin-marks-other-user", ("ops", "admin"), "ingest", "PUT", "/v1/users/u2/videos/v1/watched", None, {}),
+    ("kind-erase-user-other-user", ("u1", None), "ingest", "POST", "/v1/positions",
+     {"user_id": "u2", "kind": "erase_user"}, {}),
+    ("history-other-user", ("u1", None), "api", "GET", "/v1/users/u2/history", None, {}),
+    ("export-other-user", ("u1", None), "api", "GET", "/v1/users/u2/export", None, {}),
 ]
 
 
@@ -577,6 +628,21 @@ def test_jwt_valid_token_writes_only_its_own_events(ingest, kafka, topic):
     assert send(svc, "POST", "/watching", {"video_id": "v4", "position": 4},
                 {"Cookie": "user_id=u1", **bearer("u1")})[0] == 201
     assert sorted(r.key for r in kafka.read_topic(topic)) == [b"u1/v1", b"u1/v2", b"u1/v3", b"u1/v4"]
+
+
+def test_jwt_viewer_routes_own_user_and_admin_erase(ingest, kafka, topic):
+    """The positive control of the viewer routes' 403 cases: a token writes its own user's hides,
+    marks and erasures, and a token with the `admin` scope erases another user or title of theirs."""
+    svc = ingest(auth="jwt", env={"PLAYHEAD_JWT_SECRET": SECRET})
+    for method, path in [("DELETE", "/v1/users/u1/continue-watching/v1"), ("PUT", "/v1/users/u1/videos/v2/watched"),
+                         ("DELETE", "/v1/users/u1/videos/v3/watched"), ("DELETE", "/v1/users/u1/videos/v4"),
+                         ("DELETE", "/v1/users/u1")]:
+        assert send(svc, method, path, None, bearer("u1"))[:3:2] == (202, {"accepted": 1}), (method, path)
+    for path in ["/v1/users/u2/videos/v5", "/v1/users/u3"]:
+        assert send(svc, "DELETE", path, None, bearer("ops", scope="admin"))[:3:2] == (202, {"accepted": 1}), path
+    kinds = sorted((json.loads(r.value)["user_id"], json.loads(r.value).get("kind")) for r in kafka.read_topic(topic))
+    assert kinds == [("u1", "erase"), ("u1", "erase_user"), ("u1", "hide"), ("u1", "unwatched"), ("u1", "watched"),
+                     ("u2", "erase"), ("u3", "erase_user")]
 
 
 # ---------------------------------------------------------------- slow clients
