@@ -88,7 +88,7 @@ static const ph_option_t options[] = {
     {"ttl-seconds", PH_OPT_INT, "5184000", 1, 315360000, offsetof(config_t, ttl_seconds),
      "a user's positions expire this long after their last write (default 60 days)"},
     {"row-max", PH_OPT_INT, "100", 1, 1000, offsetof(config_t, row_max),
-     "videos kept per user in the continue-watching row (and as many finished ones)"},
+     "titles kept per user: 2 x row-max, the most recently active (finished, hidden and erased ones count too)"},
     {"batch-max", PH_OPT_INT, "5000", 1, 100000, offsetof(config_t, batch_max), "messages taken from Kafka per batch"},
     {"stream-lease-seconds", PH_OPT_INT, "90", 0, 86400, offsetof(config_t, stream_lease_seconds),
      "a position event with a session_id extends that stream's lease to this (the api's stream-lease-seconds); 0: never"},
