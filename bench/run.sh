@@ -314,8 +314,13 @@ settle
 m4=$(used)
 "$TOOLS/redis_pipe" -p "$MEM_PORT" -m apply -s "$RUN/apply.lua" -n 100000 -u 10000 -v 10 -d 1000 >/dev/null
 m5=$(used)
-printf '{"entries":1000000,"users":100000,"videos_per_user":10,"model_bytes":%s,"model_keys":%s,"naive_bytes":%s,"naive_keys":%s,"apply_check_entries":100000,"apply_check_bytes":%s}\n' \
-    $((m1 - m0)) "$keys_model" $((m3 - m2)) "$keys_naive" $((m5 - m4)) >"$RAW/memory.json"
+settle
+# the viewer's fields: the same 100,000 entries, each with a series_id, a next_video_id and a hide
+m6=$(used)
+"$TOOLS/redis_pipe" -p "$MEM_PORT" -m apply -x -s "$RUN/apply.lua" -n 100000 -u 10000 -v 10 -d 1000 >/dev/null
+m7=$(used)
+printf '{"entries":1000000,"users":100000,"videos_per_user":10,"model_bytes":%s,"model_keys":%s,"naive_bytes":%s,"naive_keys":%s,"apply_check_entries":100000,"apply_check_bytes":%s,"apply_viewer_bytes":%s}\n' \
+    $((m1 - m0)) "$keys_model" $((m3 - m2)) "$keys_naive" $((m5 - m4)) $((m7 - m6)) >"$RAW/memory.json"
 log "memory: $(cat "$RAW/memory.json")"
 
 # ------------------------------------------------------------------ report

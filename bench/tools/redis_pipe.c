@@ -4,11 +4,14 @@
  * Bench tooling only (bench/run.sh), not product code.
  *
  *   redis_pipe -p PORT -m MODE [-n N] [-d DEPTH] [-u USERS] [-v VIDEOS] [-o USER_OFFSET]
- *              [-s SCRIPT_FILE] [-t TTL_MS] [-r ROW_MAX] [-b TS_BASE_MS]
+ *              [-s SCRIPT_FILE] [-t TTL_MS] [-r ROW_MAX] [-b TS_BASE_MS] [-x]
  *
  * MODE apply: EVALSHA of the consumer's apply script (SCRIPT_FILE, as `playhead-consumer
- *   --print-script apply` prints it) with the arguments consumer/apply.c builds: KEYS ph:{U}:v,
- *   ph:{U}:r; ARGV video, ts, received_at, position, duration, ttl_ms, row_max.
+ *   --print-script apply` prints it) with the arguments consumer/apply.c builds (ph_apply_args):
+ *   KEYS ph:{U}:v r e x s d; ARGV kind, video, ts, received_at, position, duration, ttl_ms, row_max,
+ *   marker_ttl_ms, finished_ratio, finished_remaining_seconds, series_id, next_video_id.
+ *   With -x (the viewer's fields), each position carries a series_id and a next_video_id and is
+ *   followed by a hide of the same title (2 calls per entry): what those fields cost.
  * MODE direct: the same data model as apply writes, without the script: per user one HSET of all
  *   VIDEOS states, one ZADD of all VIDEOS scores and two PEXPIREs (N counts (user, video) entries;
  *   N / VIDEOS users). A quick way to fill a million entries for the memory figure.
@@ -41,21 +44,51 @@ int main(int argc, char **argv)
     long n = 100000, depth = 512, users = 20000, videos = 10, offset = 0, row_max = 100;
     long long ttl_ms = 5184000000LL;
     int64_t t0 = (int64_t)time(NULL) * 1000;
-    while ((opt = getopt(argc, argv, "h:p:m:n:d:u:v:o:s:t:r:b:")) != -1) {
+    int viewer = 0;
+    while ((opt = getopt(argc, argv, "h:p:m:n:d:u:v:o:s:t:r:b:x")) != -1) {
         switch (opt) {
-        case 'h': host = optarg; break;
-        case 'p': port = atoi(optarg); break;
-        case 'm': mode = optarg; break;
-        case 'n': n = atol(optarg); break;
-        case 'd': depth = atol(optarg); break;
-        case 'u': users = atol(optarg); break;
-        case 'v': videos = atol(optarg); break;
-        case 'o': offset = atol(optarg); break;
-        case 's': script_file = optarg; break;
-        case 't': ttl_ms = atoll(optarg); break;
-        case 'r': row_max = atol(optarg); break;
-        case 'b': t0 = atoll(optarg); break;
-        default: fprintf(stderr, "redis_pipe: bad option\n"); return 2;
+        case 'h':
+            host = optarg;
+            break;
+        case 'p':
+            port = atoi(optarg);
+            break;
+        case 'm':
+            mode = optarg;
+            break;
+        case 'n':
+            n = atol(optarg);
+            break;
+        case 'd':
+            depth = atol(optarg);
+            break;
+        case 'u':
+            users = atol(optarg);
+            break;
+        case 'v':
+            videos = atol(optarg);
+            break;
+        case 'o':
+            offset = atol(optarg);
+            break;
+        case 's':
+            script_file = optarg;
+            break;
+        case 't':
+            ttl_ms = atoll(optarg);
+            break;
+        case 'r':
+            row_max = atol(optarg);
+            break;
+        case 'b':
+            t0 = atoll(optarg);
+            break;
+        case 'x':
+            viewer = 1;
+            break;
+        default:
+            fprintf(stderr, "redis_pipe: bad option\n");
+            return 2;
         }
     }
     int apply = strcmp(mode, "apply") == 0, direct = strcmp(mode, "direct") == 0;
@@ -106,7 +139,8 @@ int main(int argc, char **argv)
             for (long v = 0; v < videos && v < 16; ++v) {
                 int64_t t = t0 + u * videos + v;
                 snprintf(vid[v], sizeof(vid[v]), "video-%06ld", v);
-                snprintf(st[v], sizeof(st[v]), "%" PRId64 ":%" PRId64 ":%.1f:5400", t, t + 7, (double)((u * videos + v) % 30000) / 10);
+                snprintf(st[v], sizeof(st[v]), "%" PRId64 ":%" PRId64 ":%.1f:5400:p:0", t, t + 7,
+                         (double)((u * videos + v) % 30000) / 10);
                 snprintf(sc[v], sizeof(sc[v]), "%" PRId64, t);
                 hv[2 + 2 * v] = vid[v], hv[3 + 2 * v] = st[v];
                 zv[2 + 2 * v] = sc[v], zv[3 + 2 * v] = vid[v];
@@ -139,20 +173,33 @@ int main(int argc, char **argv)
         long batch = n - done < depth ? n - done : depth;
         for (long k = 0; k < batch; ++k) {
             long i = done + k, user = i % users + offset, video = (i / users) % videos;
-            char kv[64], kr[64], kn[64], vid[32], ts[24], rc[24], pos[24], state[96];
+            char kn[64], vid[32], ts[24], rc[24], pos[24], state[96];
             int64_t t = t0 + i;
             snprintf(vid, sizeof(vid), "video-%06ld", video);
             snprintf(ts, sizeof(ts), "%" PRId64, t);
             snprintf(rc, sizeof(rc), "%" PRId64, t + 7);
             snprintf(pos, sizeof(pos), "%.1f", (double)(i % 30000) / 10);
             if (apply) {
-                snprintf(kv, sizeof(kv), "ph:{user-%07ld}:v", user);
-                snprintf(kr, sizeof(kr), "ph:{user-%07ld}:r", user);
-                const char *av[] = {"EVALSHA", sha, "2", kv, kr, vid, ts, rc, pos, "5400", ttl, rowmax};
-                size_t al[12];
-                for (int j = 0; j < 12; ++j)
+                char keys[6][64], series[32] = "", next[32] = "", hide_ts[24];
+                for (int j = 0; j < 6; ++j)
+                    snprintf(keys[j], sizeof(keys[j]), "ph:{user-%07ld}:%c", user, "vrexsd"[j]);
+                if (viewer) {
+                    snprintf(series, sizeof(series), "series-%04ld", video / 5);
+                    snprintf(next, sizeof(next), "video-%06ld", video + 1);
+                }
+                const char *av[] = {"EVALSHA", sha,         "6",    keys[0], keys[1], keys[2], keys[3], keys[4],
+                                    keys[5],   "position",  vid,    ts,      rc,      pos,     "5400",  ttl,
+                                    rowmax,    "605100000", "0.95", "0",     series,  next};
+                size_t al[22];
+                for (int j = 0; j < 22; ++j)
                     al[j] = strlen(av[j]);
-                redisAppendCommandArgv(c, 12, av, al);
+                redisAppendCommandArgv(c, 22, av, al);
+                if (viewer) {
+                    snprintf(hide_ts, sizeof(hide_ts), "%" PRId64, t + 1);
+                    av[9] = "hide", av[11] = hide_ts, av[20] = "", av[21] = "";
+                    al[9] = 4, al[11] = strlen(hide_ts), al[20] = al[21] = 0;
+                    redisAppendCommandArgv(c, 22, av, al);
+                }
             } else {
                 snprintf(kn, sizeof(kn), "ph:{user-%07ld}:%s", user, vid);
                 snprintf(state, sizeof(state), "%s:%s:%s:5400", ts, rc, pos);
@@ -163,7 +210,7 @@ int main(int argc, char **argv)
                 redisAppendCommandArgv(c, 5, av, al);
             }
         }
-        for (long k = 0; k < batch; ++k) {
+        for (long k = 0; k < batch * (apply && viewer ? 2 : 1); ++k) {
             redisReply *r = NULL;
             if (redisGetReply(c, (void **)&r) != REDIS_OK) {
                 fprintf(stderr, "redis_pipe: %s\n", c->errstr);
@@ -172,7 +219,8 @@ int main(int argc, char **argv)
             if (r->type == REDIS_REPLY_ERROR) {
                 if (errors++ == 0)
                     fprintf(stderr, "redis_pipe: %s\n", r->str);
-            } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+            } else if ((r->type == REDIS_REPLY_INTEGER && r->integer == 1) ||
+                       (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->integer == 1)) {
                 applied++;
             }
             freeReplyObject(r);

@@ -117,7 +117,8 @@ model_b = m["model_bytes"] / m["entries"]
 naive_b = m["naive_bytes"] / m["entries"]
 add("redis_memory", "memory", "Redis bytes per (user, video), 1,000,000 entries", model_b, "B/entry", naive_b,
     "one string key per (user, video), SET PX", 1.0, None, None,
-    {"apply_script_check_b_per_entry": m["apply_check_bytes"] / m["apply_check_entries"], "model_keys": m["model_keys"],
+    {"apply_script_check_b_per_entry": m["apply_check_bytes"] / m["apply_check_entries"],
+     "apply_viewer_fields_b_per_entry": m.get("apply_viewer_bytes", 0) / m["apply_check_entries"], "model_keys": m["model_keys"],
      "naive_keys": m["naive_keys"]}, higher_is_better=False)
 
 rss = {k: v for k, v in (raw.get("rss") or {}).items()}
