@@ -123,15 +123,49 @@ static void test_state_decode(void **state)
     big[PH_STATE_MAX - 1] = '4';
     assert_int_equal(ph_state_decode(big, PH_STATE_MAX, &st), 0);
     assert_true(st.position == 3.0 && st.duration == 4.0);
+    /* the series of an earlier event than the content's (a mark after a position with a series) */
+    const char *marked = "10:11:0:100:w:0;5;6/show/e2";
+    assert_int_equal(ph_state_decode(marked, strlen(marked), &st), 0);
+    assert_int_equal(st.kind, 'w');
+    assert_int_equal(st.ts, 10);
+    assert_int_equal(st.series_id_len, 4);
+    assert_memory_equal(st.series_id, "show", 4);
+    assert_int_equal(st.next_video_id_len, 2);
+    assert_memory_equal(st.next_video_id, "e2", 2);
 }
 
 static void test_state_decode_malformed(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "",        "1:2:3",   "a:b:c:d",  "1:2:3:4:5", "1:2:3:",    ":2:3:4",   "1::3:4",   "1:2::4",
-        "1:2:3:x", "1:2:x:4", "1:2:3:4 ", "1.5:2:3:4", "1:2.5:3:4", "1;2;3;4",  "1:2:3:4:", "::::",
-        ":",       "1:2:3x4", "1x2:3:4",  "1:2x3:4",   "1:2:3 4",   "1:2:3:4x",
+        "",
+        "1:2:3",
+        "a:b:c:d",
+        "1:2:3:4:5",
+        "1:2:3:",
+        ":2:3:4",
+        "1::3:4",
+        "1:2::4",
+        "1:2:3:x",
+        "1:2:x:4",
+        "1:2:3:4 ",
+        "1.5:2:3:4",
+        "1:2.5:3:4",
+        "1;2;3;4",
+        "1:2:3:4:",
+        "::::",
+        ":",
+        "1:2:3x4",
+        "1x2:3:4",
+        "1:2x3:4",
+        "1:2:3 4",
+        "1:2:3:4x",
+        /* the series' event must be two numbers and a series */
+        "1:2:3:4:p:0;5",
+        "1:2:3:4:p:0;5;6",
+        "1:2:3:4:p:0;5;/s",
+        "1:2:3:4:p:0;;6/s",
+        "1:2:3:4:p:0;x;6/s",
     };
     ph_state_t st;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i)

@@ -1,8 +1,9 @@
 """Integration tests of playhead-api: the real binary from $PH_BUILD_DIR against a real Redis seeded
 directly in the data model of common/include/playhead/keys.h:
 
-    ph:{U}:v  hash  video_id -> "ts:received_at:position:duration"  (duration 0 = unknown)
-    ph:{U}:r  zset  video_id -> ts when unfinished, -(ts+1) when finished
+    ph:{U}:v  hash  video_id -> "ts:received_at:position:duration"  (duration 0 = unknown; the
+                    layout before the viewer's fields, which still reads as a position)
+    ph:{U}:r  zset  video_id -> the title's activity, its ts here (no hide, no erase)
 
 Every route is checked for its exact status and body, then the failure modes: Redis stopped (503 +
 Retry-After, recovery by itself), Redis hung (SIGSTOP: 503 within about two redis-timeout-ms), a
@@ -27,15 +28,11 @@ ID_RULE_OK = "Az09._:@-"
 
 # ---------------------------------------------------------------- helpers
 
-def finished(position, duration):
-    return duration > 0 and position >= 0.95 * duration
-
-
 def seed(redis, user, video, ts, position, duration=0, received_at=None):
     """Store one video state the way the consumer's apply script does."""
     received_at = ts + 7 if received_at is None else received_at
     redis.hset(f"ph:{{{user}}}:v", video, f"{ts}:{received_at}:{position!r}:{duration!r}")
-    redis.zadd(f"ph:{{{user}}}:r", {video: -(ts + 1) if finished(position, duration) else ts})
+    redis.zadd(f"ph:{{{user}}}:r", {video: ts})
 
 
 def get(svc, path, **kw):

@@ -28,7 +28,7 @@
 #include "playhead/event.h"
 
 #define PH_KEY_MAX (PH_ID_MAX + 16)
-#define PH_STATE_MAX (96 + 2 * (PH_ID_MAX + 1))
+#define PH_STATE_MAX (96 + 34 + 2 * (PH_ID_MAX + 1)) /* + ";ts;received_at" of the series */
 
 typedef enum {
     PH_KEY_VIDEOS = 'v',
