@@ -94,7 +94,7 @@ def stored(redis, e):
     state = redis.hget(vkey(e["user_id"]), e["video_id"])
     if state is None:
         return None
-    ts, rc, pos, dur = state.split(":")
+    ts, rc, pos, dur = state.split(":")[:4]  # then kind, hide ts and the series (keys.h)
     return (int(ts), int(rc), float(pos), float(dur))
 
 

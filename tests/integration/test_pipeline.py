@@ -76,7 +76,8 @@ def test_lww_out_of_order_and_duplicates(ingest, consumer, api):
 
 
 def test_continue_watching_order_cap_and_finished(ingest, consumer, api):
-    ing, _, rd = stack(ingest, consumer, api)
+    # row_max 50: a user keeps the 100 most recently active titles, finished ones included
+    ing, _, rd = ingest(), consumer(row_max=50), api()
     t0 = T0 - 200_000_000
     # 105 unfinished videos, newest last; then one finished video, the newest of all
     events = [{"user_id": "row", "video_id": f"v{i:03d}", "position": 10 + i, "duration": 1000, "ts": t0 + i * 1000}
@@ -89,15 +90,16 @@ def test_continue_watching_order_cap_and_finished(ingest, consumer, api):
 
     def full_row():
         status, body = get(rd, "/v1/users/row/continue-watching?limit=100")
-        return status == 200 and len(body["items"]) == 100 and body["items"][0]["video_id"] == "v104" and body
-    body = wait_until(full_row, scaled(20), "a row of the newest 100 unfinished videos")
+        return status == 200 and len(body["items"]) == 99 and body["items"][0]["video_id"] == "v104" and body
+    body = wait_until(full_row, scaled(20), "a row of the newest 99 unfinished videos")
     ids = [it["video_id"] for it in body["items"]]
-    assert ids == [f"v{i:03d}" for i in range(104, 4, -1)]  # newest first; v000..v004 trimmed
+    assert ids == [f"v{i:03d}" for i in range(104, 5, -1)]  # newest first; v000..v005 trimmed ("done" counts)
     first = body["items"][0]
     assert first == {"video_id": "v104", "position": 114, "duration": 1000, "progress": 0.114,
                      "updated_at": t0 + 104_000}
     # the trimmed ones are gone from both keys; the finished one keeps its position
     assert get(rd, "/v1/users/row/positions/v000")[0] == 404
+    assert get(rd, "/v1/users/row/positions/v005")[0] == 404
     status, done = get(rd, "/v1/users/row/positions/done")
     assert status == 200 and done["finished"] is True and done["position"] == 950
     status, body = get(rd, "/v1/users/row/continue-watching")
