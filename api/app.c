@@ -30,8 +30,8 @@ int ph_api_loop_init(ph_loop_t *loop)
         return -1;
     }
     loop->app = app;
-    if (loop->index == 0)
-        ph_api_sampler_start(app);
+    if (loop->index == 0) /* one sampler for the process: the figure is Redis's, not the loop's */
+        app->sampler = ph_api_sampler_start(&loop->uv, app->redis, api->redis_keys, 1000);
     return 0;
 }
 
@@ -40,7 +40,7 @@ void ph_api_loop_dispose(ph_loop_t *loop)
     ph_api_loop_t *app = loop->app;
     if (app == NULL)
         return;
-    ph_api_sampler_stop(app);
+    ph_api_sampler_stop(app->sampler);
     /* runs the callbacks of commands still pending (with NULL), which return their records below */
     ph_redis_free(app->redis);
     while (app->_free != NULL) {

@@ -1,59 +1,14 @@
 /*
  * What operators and the demo need from playhead-api besides the data routes: readiness (this
- * loop's Redis connection is up), the Redis key-count gauge for /metrics and the dashboard, and
- * the demo: / and /dashboard redirect into the static demo/ folder, and /demo-config.json tells
- * the page where ingest and the consumer's metrics are.
+ * loop's Redis connection is up; the key-count gauge is sampler.c's), and the demo: / and
+ * /dashboard redirect into the static demo/ folder, and /demo-config.json tells the page where
+ * ingest and the consumer's metrics are.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "app.h"
 #include "handlers.h"
 #include "playhead/log.h"
-
-typedef struct ph_api_sampler_s {
-    uv_timer_t timer;
-    ph_api_loop_t *app;
-} ph_api_sampler_t;
-
-static void on_dbsize(ph_redis_t *r, redisReply *reply, void *privdata)
-{
-    (void)r;
-    ph_api_t *api = privdata;
-    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
-        ph_gauge_set(api->redis_keys, reply->integer);
-}
-
-static void on_sample(uv_timer_t *timer)
-{
-    ph_api_sampler_t *s = timer->data;
-    ph_api_t *api = s->app->loop->server->app;
-    ph_redis_command(s->app->redis, on_dbsize, api, "DBSIZE"); /* -1 when not connected: keep the last figure */
-}
-
-void ph_api_sampler_start(ph_api_loop_t *app)
-{
-    ph_api_sampler_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
-    s->app = app;
-    uv_timer_init(&app->loop->uv, &s->timer);
-    s->timer.data = s;
-    uv_timer_start(&s->timer, on_sample, 0, 1000);
-    app->sampler = s;
-}
-
-static void on_sampler_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-void ph_api_sampler_stop(ph_api_loop_t *app)
-{
-    if (app->sampler == NULL)
-        return;
-    uv_close((uv_handle_t *)&app->sampler->timer, on_sampler_closed);
-    app->sampler = NULL;
-}
 
 int ph_api_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
