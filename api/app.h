@@ -131,7 +131,8 @@ typedef enum {
 
 ph_api_reply_class_t ph_api_reply_classify(const redisReply *reply);
 
-/* Responds 503 + Retry-After or 500 for a reply that is not PH_API_REPLY_OK, and logs it. */
-void ph_api_send_redis_failure(h2o_req_t *req, const redisReply *reply);
+/* The first step of every reply handler: when `reply` is not PH_API_REPLY_OK, responds 503 +
+ * Retry-After or 500, logs it and returns 1 (the handler is done); else returns 0. */
+int ph_api_reply_failed(h2o_req_t *req, const redisReply *reply);
 
 #endif

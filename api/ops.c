@@ -22,9 +22,15 @@ int ph_api_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
     return 0;
 }
 
-/* 302 to `to`, keeping the request's query string (/?user=dave -> /demo/index.html?user=dave). */
-static int redirect(h2o_req_t *req, const char *to)
+/* 302 to `to` in the demo folder, keeping the request's query string (/?user=dave ->
+ * /demo/index.html?user=dave); 404 when the demo is not enabled. */
+static int demo_redirect(ph_loop_t *loop, h2o_req_t *req, const char *to)
 {
+    const ph_api_t *api = loop->server->app;
+    if (api->cfg.demo_dir[0] == '\0') {
+        ph_http_send_error(req, 404, "the demo is not enabled (--demo-dir)");
+        return 0;
+    }
     h2o_iovec_t query = h2o_iovec_init("", 0);
     if (req->query_at != SIZE_MAX)
         query = h2o_iovec_init(req->path.base + req->query_at, req->path.len - req->query_at);
@@ -36,23 +42,13 @@ static int redirect(h2o_req_t *req, const char *to)
 int ph_api_demo_root(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;
-    const ph_api_t *api = loop->server->app;
-    if (api->cfg.demo_dir[0] == '\0') {
-        ph_http_send_error(req, 404, "the demo is not enabled (--demo-dir)");
-        return 0;
-    }
-    return redirect(req, "/demo/index.html");
+    return demo_redirect(loop, req, "/demo/index.html");
 }
 
 int ph_api_demo_dashboard(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;
-    const ph_api_t *api = loop->server->app;
-    if (api->cfg.demo_dir[0] == '\0') {
-        ph_http_send_error(req, 404, "the demo is not enabled (--demo-dir)");
-        return 0;
-    }
-    return redirect(req, "/demo/dashboard.html");
+    return demo_redirect(loop, req, "/demo/dashboard.html");
 }
 
 int ph_api_demo_config(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
-#include "../common/testutil.h"
+#include "../common/eventutil.h"
 #include "record.h"
 
 static void set_id(char *dst, uint8_t *len, const char *src)
@@ -42,25 +42,6 @@ static ph_event_t full_event(int kind)
     ev.ts = 1700000000123;
     ev.received_at = 1700000000456;
     return ev;
-}
-
-static void assert_same_event(const ph_event_t *a, const ph_event_t *b)
-{
-    assert_int_equal(a->kind, b->kind);
-    assert_string_equal(a->user_id, b->user_id);
-    assert_int_equal(a->user_id_len, b->user_id_len);
-    assert_string_equal(a->video_id, b->video_id);
-    assert_int_equal(a->video_id_len, b->video_id_len);
-    assert_string_equal(a->session_id, b->session_id);
-    assert_int_equal(a->session_id_len, b->session_id_len);
-    assert_string_equal(a->series_id, b->series_id);
-    assert_int_equal(a->series_id_len, b->series_id_len);
-    assert_string_equal(a->next_video_id, b->next_video_id);
-    assert_int_equal(a->next_video_id_len, b->next_video_id_len);
-    assert_true(a->position == b->position);
-    assert_true(a->duration == b->duration);
-    assert_int_equal(a->ts, b->ts);
-    assert_int_equal(a->received_at, b->received_at);
 }
 
 /* Encodes ev, decodes the record and checks ts, key and value against ev. */
@@ -98,36 +79,13 @@ static void test_round_trip_every_kind(void **state)
     }
 }
 
-static void random_id(char *dst, uint8_t *len, size_t min)
-{
-    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-";
-    size_t n = min + (size_t)ph_test_below(PH_ID_MAX - min + 1);
-    for (size_t i = 0; i < n; ++i)
-        dst[i] = chars[ph_test_below(sizeof(chars) - 1)];
-    dst[n] = '\0';
-    *len = (uint8_t)n;
-}
-
 static void test_round_trip_random(void **state)
 {
     (void)state;
     ph_test_seed("test_round_trip_random");
-    for (int i = 0; i < 2000; ++i) {
+    for (int i = 0; i < 5000; ++i) {
         ph_event_t ev;
-        memset(&ev, 0, sizeof(ev));
-        random_id(ev.user_id, &ev.user_id_len, 1);
-        random_id(ev.video_id, &ev.video_id_len, 1);
-        if (ph_test_below(2))
-            random_id(ev.session_id, &ev.session_id_len, 1);
-        if (ph_test_below(2)) {
-            random_id(ev.series_id, &ev.series_id_len, 1);
-            if (ph_test_below(2))
-                random_id(ev.next_video_id, &ev.next_video_id_len, 1);
-        }
-        ev.position = ph_test_unit() * PH_POSITION_MAX; /* 53 random bits: the text must keep them all */
-        ev.duration = ph_test_below(2) ? 1e-3 + ph_test_unit() * (PH_POSITION_MAX - 1e-3) : 0; /* (0, max] */
-        ev.ts = (int64_t)ph_test_below((uint64_t)PH_TS_MAX);
-        ev.received_at = (int64_t)ph_test_below((uint64_t)PH_TS_MAX);
+        random_event(&ev);
         check_round_trip(&ev);
     }
 }

@@ -175,53 +175,50 @@ def check(root):
 
 
 def self_test():
-    def tree(files):
-        d = tempfile.mkdtemp(prefix="ph-cycles-")
-        for path, text in files.items():
-            full = os.path.join(d, path)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            with open(full, "w") as f:
-                f.write(text)
-        return d
-
-    # a.c includes b.h and b.c includes a.h: an include cycle between a and b
-    d = tree({
-        "ingest/a.h": "int a_f(void);\n",
-        "ingest/a.c": '#include "a.h"\n#include "b.h"\nint a_f(void)\n{\n    return 0;\n}\n',
-        "ingest/b.h": "int b_f(void);\n",
-        "ingest/b.c": '#include "b.h"\n#include "a.h"\nint b_f(void)\n{\n    return 1;\n}\n',
-    })
-    fi, fc, _ = check(d)
-    assert fi == [["ingest/a", "ingest/b", "ingest/a"]], fi
-    # one shared header, two .c calling each other: a call cycle, no include cycle
-    d = tree({
-        "api/app.h": "int one(void);\nint two(void);\n",
-        "api/one.c": '#include "app.h"\nint one(void)\n{\n    return two(); /* two() */\n}\n',
-        "api/two.c": '#include "app.h"\nint two(void)\n{\n    return one();\n}\n',
-    })
-    fi, fc, _ = check(d)
-    assert fi == [] and fc == [["api/one", "api/two", "api/one"]], (fi, fc)
-    # a three-module include cycle through common/, with a header included by name from a program
-    d = tree({
-        "common/include/playhead/x.h": '#include "playhead/y.h"\n',
-        "common/include/playhead/y.h": "",
-        "common/src/y.c": '#include "playhead/y.h"\n#include "../../consumer/z.h"\n',
-        "consumer/z.h": "",
-        "consumer/z.c": '#include "z.h"\n#include "playhead/x.h"\n',
-    })
-    fi, fc, _ = check(d)
-    assert fi == [["common/x", "common/y", "consumer/z", "common/x"]], fi
-    # one way only, a static function of the same name in both, a call inside a comment or
-    # string: no cycle
-    d = tree({
-        "ingest/p.h": "void p_run(void);\n",
-        "ingest/p.c": '#include "p.h"\n#include "q.h"\nstatic void helper(void)\n{\n}\nvoid p_run(void)\n{\n    helper();\n    q_run();\n}\n',
-        "ingest/q.h": "void q_run(void);\n",
-        "ingest/q.c": '#include "q.h"\nstatic void helper(void)\n{\n}\nvoid q_run(void)\n{\n    helper(); /* p_run() */\n    puts("p_run()");\n}\n',
-    })
-    fi, fc, _ = check(d)
-    assert fi == [] and fc == [], (fi, fc)
-    print("check_cycles.py: self-test passed")
+    """Small trees with the cycles each should show (includes, calls)."""
+    cases = [
+        # a.c includes b.h and b.c includes a.h: an include cycle between a and b
+        ({
+            "ingest/a.h": "int a_f(void);\n",
+            "ingest/a.c": '#include "a.h"\n#include "b.h"\nint a_f(void)\n{\n    return 0;\n}\n',
+            "ingest/b.h": "int b_f(void);\n",
+            "ingest/b.c": '#include "b.h"\n#include "a.h"\nint b_f(void)\n{\n    return 1;\n}\n',
+        }, [["ingest/a", "ingest/b", "ingest/a"]], []),
+        # one shared header, two .c calling each other: a call cycle, no include cycle
+        ({
+            "api/app.h": "int one(void);\nint two(void);\n",
+            "api/one.c": '#include "app.h"\nint one(void)\n{\n    return two(); /* two() */\n}\n',
+            "api/two.c": '#include "app.h"\nint two(void)\n{\n    return one();\n}\n',
+        }, [], [["api/one", "api/two", "api/one"]]),
+        # a three-module include cycle through common/, a header included by name from a program
+        ({
+            "common/include/playhead/x.h": '#include "playhead/y.h"\n',
+            "common/include/playhead/y.h": "",
+            "common/src/y.c": '#include "playhead/y.h"\n#include "../../consumer/z.h"\n',
+            "consumer/z.h": "",
+            "consumer/z.c": '#include "z.h"\n#include "playhead/x.h"\n',
+        }, [["common/x", "common/y", "consumer/z", "common/x"]], []),
+        # one way only, a static function of the same name in both, a call inside a comment or a
+        # string: no cycle
+        ({
+            "ingest/p.h": "void p_run(void);\n",
+            "ingest/p.c": '#include "p.h"\n#include "q.h"\nstatic void helper(void)\n{\n}\n'
+                          'void p_run(void)\n{\n    helper();\n    q_run();\n}\n',
+            "ingest/q.h": "void q_run(void);\n",
+            "ingest/q.c": '#include "q.h"\nstatic void helper(void)\n{\n}\n'
+                          'void q_run(void)\n{\n    helper(); /* p_run() */\n    puts("p_run()");\n}\n',
+        }, [], []),
+    ]
+    for files, want_includes, want_calls in cases:
+        with tempfile.TemporaryDirectory(prefix="ph-cycles-") as d:
+            for path, text in files.items():
+                full = os.path.join(d, path)
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                with open(full, "w") as f:
+                    f.write(text)
+            got = check(d)[:2]
+        assert got == (want_includes, want_calls), (sorted(files), got)
+    print("check_cycles.py: self-test passed (%d trees)" % len(cases))
     return 0
 
 
