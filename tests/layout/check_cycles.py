@@ -7,7 +7,9 @@ program's shared header such as ingest/ingest.h) is a module of its own. Two gra
 over the sources of common/ and of every program (ingest/, consumer/, api/):
 
   includes  A -> B when a file of A has #include "..." of a file of B;
-  calls     A -> B when A's .c uses a function that B's .c defines (an external one).
+  calls     A -> B when A's .c calls a function that B's .c defines (an external one; a
+            program's file resolves names in its program and in common/). Naming a function
+            without calling it, to pass it as a callback, is no arrow: that is the way back.
 
 Either graph having a cycle (A -> ... -> A) fails, and each cycle found is printed with the
 includes or the functions that make its arrows. The call graph is what catches two files that
@@ -79,17 +81,20 @@ def graphs(root):
             a, b = module_of(f), module_of(to)
             if a != b:
                 includes.setdefault(a, {}).setdefault(b, []).append("%s includes %s" % (f, to))
-    defined = {}  # function -> module
+    defined = {}  # function -> the modules defining it (each program links alone: main() thrice)
     code = {f: strip(texts[f]) for f in files if f.endswith(".c")}
     for f, text in code.items():
         for name in DEFINITION.findall(text):
-            defined.setdefault(name, module_of(f))
+            defined.setdefault(name, set()).add(module_of(f))
     calls = {}
     for f, text in code.items():
         a = module_of(f)
+        linked = (a.split("/")[0], "common")  # what a program's file can call: itself and common/
         for name in sorted(set(CALL.findall(text))):
-            b = defined.get(name)
-            if b is not None and b != a:
+            targets = {m for m in defined.get(name, ()) if m.split("/")[0] in linked}
+            if a in targets:
+                continue  # its own function (or a definition, which the pattern also matches)
+            for b in sorted(targets):
                 calls.setdefault(a, {}).setdefault(b, []).append("%s uses %s()" % (f, name))
     return includes, calls
 
