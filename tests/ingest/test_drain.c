@@ -217,23 +217,29 @@ static int no_inflight(fixture_t *f)
     return f->loop.inflight == 0;
 }
 
+/* Starts a drainer on the fixture's directory and spools a request of three events into it. */
+static void start_and_spool_three(fixture_t *f, request_t *r)
+{
+    char err[256];
+    f->drain = new_drain(f, f->dir);
+    if (ph_drain_start(f->drain, err, sizeof(err)) != 0)
+        fail_msg("ph_drain_start: %s", err);
+    request_init(r, 3);
+    ph_drain_spool(f->drain, &r->req);
+    assert_int_equal(r->calls, 0); /* only once fsync'ed, on the loop */
+    while (r->calls == 0)
+        uv_run(&f->loop.uv, UV_RUN_ONCE);
+    assert_int_equal(r->calls, 1);
+    assert_int_equal(r->ok, 1);
+    assert_int_equal(atomic_load(&f->spooled->value), 3);
+}
+
 static void test_spool_drain_and_ack(void **state)
 {
     fixture_t *f = *state;
-    char err[256];
-    ph_test_seed("test_spool_drain_and_ack");
-    f->drain = new_drain(f, f->dir);
-    assert_int_equal(ph_drain_start(f->drain, err, sizeof(err)), 0);
-
     request_t r;
-    request_init(&r, 3);
-    ph_drain_spool(f->drain, &r.req);
-    assert_int_equal(r.calls, 0); /* only once fsync'ed, on the loop */
-    while (r.calls == 0)
-        uv_run(&f->loop.uv, UV_RUN_ONCE);
-    assert_int_equal(r.calls, 1);
-    assert_int_equal(r.ok, 1);
-    assert_int_equal(atomic_load(&f->spooled->value), 3);
+    ph_test_seed("test_spool_drain_and_ack");
+    start_and_spool_three(f, &r);
     run_until(f, three_owed);
 
     /* Kafka not ready: a few ticks, nothing produced */
@@ -282,15 +288,9 @@ static void test_recovered_by_next_run(void **state)
 {
     fixture_t *f = *state;
     char err[256];
-    ph_test_seed("test_recovered_by_next_run");
-    f->drain = new_drain(f, f->dir);
-    assert_int_equal(ph_drain_start(f->drain, err, sizeof(err)), 0);
     request_t r;
-    request_init(&r, 3);
-    ph_drain_spool(f->drain, &r.req);
-    while (r.calls == 0)
-        uv_run(&f->loop.uv, UV_RUN_ONCE);
-    assert_int_equal(r.ok, 1);
+    ph_test_seed("test_recovered_by_next_run");
+    start_and_spool_three(f, &r);
     ph_drain_close(f->drain);
     run_until(f, no_inflight);
     ph_drain_free(f->drain);
