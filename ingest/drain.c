@@ -9,6 +9,9 @@
  *
  * Each loop owns the spool directory <spool-dir>/loop-<i>. Directories left by a run with more
  * threads (loop-<j>, j >= threads) are drained by loop j % threads.
+ *
+ * The producer (producer.c) calls in; this file answers a spooled request only through the
+ * request's own callback (ph_drain_spooled_cb) and knows nothing of the producer's records.
  */
 #include <dirent.h>
 #include <errno.h>
