@@ -1,7 +1,7 @@
 /*
- * playhead-ingest's shared declarations: its configuration, its per-loop state (one Kafka
- * producer per loop, so delivery reports come back on the loop that owns the request), and the
- * produce API used by the HTTP handlers.
+ * playhead-ingest's shared declarations: its configuration, its program-wide state and metrics,
+ * and the produce API used by the HTTP handlers. The per-loop state (one Kafka producer per loop,
+ * so delivery reports come back on the loop that owns the request) is producer.c's own.
  */
 #ifndef PLAYHEAD_INGEST_H
 #define PLAYHEAD_INGEST_H
@@ -15,8 +15,6 @@
 #include "playhead/kafka_.h"
 #include "playhead/metrics.h"
 #include "playhead/server.h"
-#include "drain.h"
-#include "record.h"
 
 typedef struct ph_ingest_config_s {
     const char *listen;
@@ -37,29 +35,8 @@ typedef struct ph_ingest_config_s {
     ph_kafka_props_t kafka;
 } ph_ingest_config_t;
 
-typedef struct ph_produce_s ph_produce_t;
-
 /* How a request is answered once Kafka has taken (ok=1) or not taken (ok=0) all its events. */
 typedef void (*ph_produce_done_cb)(h2o_req_t *req, size_t count, int ok);
-
-/* A request's events on their way: to Kafka first, to the spool when Kafka does not acknowledge
- * them all in time. `records` holds them encoded as spool records (record.h), and librdkafka
- * reads keys and values straight from it, so it lives until the last delivery report. */
-struct ph_produce_s {
-    ph_produce_t *next, *prev; /* in the loop's pending list, oldest first */
-    ph_req_link_t link;
-    struct ph_ingest_loop_s *il;
-    ph_produce_done_cb done;
-    size_t count;       /* events of the request */
-    size_t outstanding; /* handed to librdkafka, no delivery report yet */
-    uint64_t deadline;
-    uint64_t started_ms;
-    int failed;   /* a delivery failed, or librdkafka refused an event */
-    int spooling; /* appended to the spool, waiting for its fsync */
-    int answered;
-    ph_buf_t records;
-    ph_drain_req_t spool; /* while spooling */
-};
 
 /* Process-wide figures, updated by every loop (relaxed atomics). */
 typedef struct ph_ingest_stats_s {
@@ -90,24 +67,6 @@ typedef struct ph_ingest_s {
  * `threads` loops); ph_ingest_metrics_free releases both. */
 void ph_ingest_metrics_register(ph_ingest_t *ing, unsigned threads);
 void ph_ingest_metrics_free(ph_ingest_t *ing);
-
-typedef struct ph_ingest_loop_s {
-    ph_loop_t *loop;
-    const ph_ingest_config_t *cfg;
-    ph_ingest_t *ing;
-    ph_ingest_stats_t *stats;
-    rd_kafka_t *rk;
-    rd_kafka_topic_t *rkt;
-    ph_kafka_bridge_t bridge;
-    uv_timer_t deadline_timer;
-    uv_timer_t flush_timer;
-    uint64_t flush_deadline; /* shutdown: when to stop waiting for librdkafka's queue */
-    int open_handles;
-    ph_kafka_errors_t kafka_errors; /* logged once per outage, until a delivery succeeds */
-    ph_produce_t pending;           /* sentinel */
-    ph_produce_t *freelist;
-    ph_drain_t *drain; /* the spool and its drainer (drain.h) */
-} ph_ingest_loop_t;
 
 /* The producer's configuration, as every loop creates it: ingest's settings (brokers, idempotence,
  * acks=all, message timeout...) overridden by -X / PLAYHEAD_KAFKA_* properties. No callbacks are

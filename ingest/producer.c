@@ -11,11 +11,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "drain.h"
 #include "ingest.h"
 #include "playhead/log.h"
 #include "playhead/time_.h"
+#include "record.h"
 
 #define SERVE_BUDGET 10000
+
+typedef struct ph_produce_s ph_produce_t;
+
+/* A request's events on their way: to Kafka first, to the spool when Kafka does not acknowledge
+ * them all in time. `records` holds them encoded as spool records (record.h), and librdkafka
+ * reads keys and values straight from it, so it lives until the last delivery report. */
+struct ph_produce_s {
+    ph_produce_t *next, *prev; /* in the loop's pending list, oldest first */
+    ph_req_link_t link;
+    struct ph_ingest_loop_s *il;
+    ph_produce_done_cb done;
+    size_t count;       /* events of the request */
+    size_t outstanding; /* handed to librdkafka, no delivery report yet */
+    uint64_t deadline;
+    uint64_t started_ms;
+    int failed;   /* a delivery failed, or librdkafka refused an event */
+    int spooling; /* appended to the spool, waiting for its fsync */
+    int answered;
+    ph_buf_t records;
+    ph_drain_req_t spool; /* while spooling */
+};
+
+typedef struct ph_ingest_loop_s {
+    ph_loop_t *loop;
+    const ph_ingest_config_t *cfg;
+    ph_ingest_t *ing;
+    ph_ingest_stats_t *stats;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    ph_kafka_bridge_t bridge;
+    uv_timer_t deadline_timer;
+    uv_timer_t flush_timer;
+    uint64_t flush_deadline; /* shutdown: when to stop waiting for librdkafka's queue */
+    int open_handles;
+    ph_kafka_errors_t kafka_errors; /* logged once per outage, until a delivery succeeds */
+    ph_produce_t pending;           /* sentinel */
+    ph_produce_t *freelist;
+    ph_drain_t *drain; /* the spool and its drainer (drain.h) */
+} ph_ingest_loop_t;
 
 static ph_ingest_loop_t *il_of(ph_loop_t *loop)
 {
