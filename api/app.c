@@ -30,8 +30,8 @@ int ph_api_loop_init(ph_loop_t *loop)
         return -1;
     }
     loop->app = app;
-    if (loop->index == 0)
-        ph_api_sampler_start(app);
+    if (loop->index == 0) /* one sampler for the process: the figure is Redis's, not the loop's */
+        app->sampler = ph_api_sampler_start(&loop->uv, app->redis, api->redis_keys, 1000);
     return 0;
 }
 
@@ -40,7 +40,7 @@ void ph_api_loop_dispose(ph_loop_t *loop)
     ph_api_loop_t *app = loop->app;
     if (app == NULL)
         return;
-    ph_api_sampler_stop(app);
+    ph_api_sampler_stop(app->sampler);
     /* runs the callbacks of commands still pending (with NULL), which return their records below */
     ph_redis_free(app->redis);
     while (app->_free != NULL) {
@@ -141,12 +141,16 @@ ph_api_reply_class_t ph_api_reply_classify(const redisReply *reply)
     return PH_API_REPLY_FAILED;
 }
 
-void ph_api_send_redis_failure(h2o_req_t *req, const redisReply *reply)
+int ph_api_reply_failed(h2o_req_t *req, const redisReply *reply)
 {
+    ph_api_reply_class_t class = ph_api_reply_classify(reply);
+    if (class == PH_API_REPLY_OK)
+        return 0;
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
         ph_log_str(PH_LOG_WARN, "redis error", "error", reply->str);
-    if (ph_api_reply_classify(reply) == PH_API_REPLY_FAILED)
+    if (class == PH_API_REPLY_FAILED)
         ph_http_send_error(req, 500, "storage error");
     else
         ph_http_send_unavailable(req, 1, "storage unavailable, retry later");
+    return 1;
 }

@@ -24,6 +24,7 @@
 #include "playhead/json_.h"
 #include "playhead/redis_.h"
 #include "playhead/server.h"
+#include "sampler.h"
 
 typedef struct ph_api_config_s {
     const char *listen;
@@ -77,12 +78,8 @@ struct ph_api_loop_s {
     uint64_t dropped; /* replies whose client had gone away */
     ph_api_pending_t *_free;
     size_t _free_count;
-    struct ph_api_sampler_s *sampler; /* loop 0 only: samples DBSIZE for the redis_keys gauge */
+    ph_api_sampler_t *sampler; /* loop 0 only: samples DBSIZE for the redis_keys gauge */
 };
-
-/* Loop 0 samples Redis's key count every second into api->redis_keys (ops.c). */
-void ph_api_sampler_start(ph_api_loop_t *app);
-void ph_api_sampler_stop(ph_api_loop_t *app);
 
 /* Server hooks. server->app must point to the ph_api_t. ph_api_loop_init returns 0, or -1
  * after logging why (the server then stops). */
@@ -134,7 +131,8 @@ typedef enum {
 
 ph_api_reply_class_t ph_api_reply_classify(const redisReply *reply);
 
-/* Responds 503 + Retry-After or 500 for a reply that is not PH_API_REPLY_OK, and logs it. */
-void ph_api_send_redis_failure(h2o_req_t *req, const redisReply *reply);
+/* The first step of every reply handler: when `reply` is not PH_API_REPLY_OK, responds 503 +
+ * Retry-After or 500, logs it and returns 1 (the handler is done); else returns 0. */
+int ph_api_reply_failed(h2o_req_t *req, const redisReply *reply);
 
 #endif

@@ -86,10 +86,8 @@ static ph_api_pending_t *body_user_pending(ph_loop_t *loop, h2o_req_t *req, ph_a
 
 static void on_add_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     /* {code, session_id, expires_at, active as triples...} */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || (reply->elements - 3) % 3 != 0 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER) {
@@ -137,10 +135,8 @@ int ph_api_compat_streams_post(ph_loop_t *loop, h2o_req_t *req, const ph_params_
 
 static void on_remove_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     /* {removed, live leases left} */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_INTEGER) {
@@ -169,10 +165,8 @@ int ph_api_compat_streams_delete(ph_loop_t *loop, h2o_req_t *req, const ph_param
 
 static void on_check_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 3 != 0) {
         ph_api_send_unexpected(p, req, "stream_list", reply);
         return;

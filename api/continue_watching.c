@@ -74,10 +74,8 @@ int ph_api_row_json(ph_buf_t *b, const redisReply *reply)
 
 static void on_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     ph_buf_t *b = ph_api_out(p->app);
     if (ph_api_row_json(b, reply) < 0) {
         ph_api_send_unexpected(p, req, "row", reply);

@@ -86,10 +86,8 @@ int ph_api_history_json(ph_buf_t *b, const redisReply *reply)
 
 static void on_history_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     ph_buf_t *b = ph_api_out(p->app);
     if (ph_api_history_json(b, reply) < 0) {
         ph_api_send_unexpected(p, req, "history", reply);
@@ -197,10 +195,8 @@ static int export_json(ph_buf_t *b, const ph_api_pending_t *p, const redisReply 
 
 static void on_export_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     ph_buf_t *b = ph_api_out(p->app);
     if (export_json(b, p, reply) != 0) {
         ph_api_send_unexpected(p, req, "export", reply);

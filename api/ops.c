@@ -1,59 +1,14 @@
 /*
  * What operators and the demo need from playhead-api besides the data routes: readiness (this
- * loop's Redis connection is up), the Redis key-count gauge for /metrics and the dashboard, and
- * the demo: / and /dashboard redirect into the static demo/ folder, and /demo-config.json tells
- * the page where ingest and the consumer's metrics are.
+ * loop's Redis connection is up; the key-count gauge is sampler.c's), and the demo: / and
+ * /dashboard redirect into the static demo/ folder, and /demo-config.json tells the page where
+ * ingest and the consumer's metrics are.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "app.h"
 #include "handlers.h"
 #include "playhead/log.h"
-
-typedef struct ph_api_sampler_s {
-    uv_timer_t timer;
-    ph_api_loop_t *app;
-} ph_api_sampler_t;
-
-static void on_dbsize(ph_redis_t *r, redisReply *reply, void *privdata)
-{
-    (void)r;
-    ph_api_t *api = privdata;
-    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
-        ph_gauge_set(api->redis_keys, reply->integer);
-}
-
-static void on_sample(uv_timer_t *timer)
-{
-    ph_api_sampler_t *s = timer->data;
-    ph_api_t *api = s->app->loop->server->app;
-    ph_redis_command(s->app->redis, on_dbsize, api, "DBSIZE"); /* -1 when not connected: keep the last figure */
-}
-
-void ph_api_sampler_start(ph_api_loop_t *app)
-{
-    ph_api_sampler_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
-    s->app = app;
-    uv_timer_init(&app->loop->uv, &s->timer);
-    s->timer.data = s;
-    uv_timer_start(&s->timer, on_sample, 0, 1000);
-    app->sampler = s;
-}
-
-static void on_sampler_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-void ph_api_sampler_stop(ph_api_loop_t *app)
-{
-    if (app->sampler == NULL)
-        return;
-    uv_close((uv_handle_t *)&app->sampler->timer, on_sampler_closed);
-    app->sampler = NULL;
-}
 
 int ph_api_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
@@ -67,9 +22,15 @@ int ph_api_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
     return 0;
 }
 
-/* 302 to `to`, keeping the request's query string (/?user=dave -> /demo/index.html?user=dave). */
-static int redirect(h2o_req_t *req, const char *to)
+/* 302 to `to` in the demo folder, keeping the request's query string (/?user=dave ->
+ * /demo/index.html?user=dave); 404 when the demo is not enabled. */
+static int demo_redirect(ph_loop_t *loop, h2o_req_t *req, const char *to)
 {
+    const ph_api_t *api = loop->server->app;
+    if (api->cfg.demo_dir[0] == '\0') {
+        ph_http_send_error(req, 404, "the demo is not enabled (--demo-dir)");
+        return 0;
+    }
     h2o_iovec_t query = h2o_iovec_init("", 0);
     if (req->query_at != SIZE_MAX)
         query = h2o_iovec_init(req->path.base + req->query_at, req->path.len - req->query_at);
@@ -81,23 +42,13 @@ static int redirect(h2o_req_t *req, const char *to)
 int ph_api_demo_root(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;
-    const ph_api_t *api = loop->server->app;
-    if (api->cfg.demo_dir[0] == '\0') {
-        ph_http_send_error(req, 404, "the demo is not enabled (--demo-dir)");
-        return 0;
-    }
-    return redirect(req, "/demo/index.html");
+    return demo_redirect(loop, req, "/demo/index.html");
 }
 
 int ph_api_demo_dashboard(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;
-    const ph_api_t *api = loop->server->app;
-    if (api->cfg.demo_dir[0] == '\0') {
-        ph_http_send_error(req, 404, "the demo is not enabled (--demo-dir)");
-        return 0;
-    }
-    return redirect(req, "/demo/dashboard.html");
+    return demo_redirect(loop, req, "/demo/dashboard.html");
 }
 
 int ph_api_demo_config(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)

@@ -36,10 +36,8 @@ int ph_api_position_json(ph_buf_t *b, const char *user, size_t user_len, const c
 
 static void on_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     if (ph_api_reply_no_title(reply)) {
         ph_http_send_error(req, 404, "not found");
         return;

@@ -169,10 +169,8 @@ void ph_api_stream_start_send(ph_api_pending_t *p, const char *session, size_t s
 
 static void on_start_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     /* {code, session_id, expires_at, active...} */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
         reply->element[1]->type != REDIS_REPLY_STRING || reply->element[2]->type != REDIS_REPLY_INTEGER) {
@@ -221,10 +219,8 @@ int ph_api_streams_post(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *para
 
 static void on_list_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     ph_buf_t *b = ph_api_out(p->app);
     ph_buf_printf(b, "{\"limit\":%lld,\"active\":", config_of(p->app)->stream_limit);
     if (ph_api_streams_active_json(b, reply, 0) < 0) {
@@ -248,10 +244,8 @@ int ph_api_streams_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *param
 
 static void on_stop_reply(ph_api_pending_t *p, h2o_req_t *req, const redisReply *reply)
 {
-    if (ph_api_reply_classify(reply) != PH_API_REPLY_OK) {
-        ph_api_send_redis_failure(req, reply);
+    if (ph_api_reply_failed(req, reply))
         return;
-    }
     if (reply->type != REDIS_REPLY_INTEGER) {
         ph_api_send_unexpected(p, req, "stream_stop", reply);
         return;

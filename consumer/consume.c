@@ -594,17 +594,7 @@ rd_kafka_conf_t *ph_consumer_conf_new(const ph_consumer_config_t *cfg, char *err
         }
     }
     rd_kafka_conf_t *conf = ph_kafka_conf_new(defaults, sizeof(defaults) / sizeof(defaults[0]), props, errstr, errstr_size);
-    if (conf == NULL)
-        return NULL;
-    for (size_t j = 0; j < sizeof(fixed) / sizeof(fixed[0]); ++j) {
-        char err[512];
-        if (rd_kafka_conf_set(conf, fixed[j][0], fixed[j][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-            snprintf(errstr, errstr_size, "Kafka property %s: %s", fixed[j][0], err);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
-    return conf;
+    return ph_kafka_conf_fix(conf, fixed, sizeof(fixed) / sizeof(fixed[0]), errstr, errstr_size);
 }
 
 static rd_kafka_conf_t *make_conf(ph_consumer_t *c, char *errstr, size_t errstr_size)

@@ -215,14 +215,8 @@ static rd_kafka_conf_t *make_conf(ph_dlq_t *dlq, char *errstr, size_t errstr_siz
     /* what skipping a message's offset rests on: its copy is acknowledged by all in-sync replicas,
      * and produced once even when librdkafka retries */
     static const char *const fixed[][2] = {{"enable.idempotence", "true"}, {"acks", "all"}};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); ++i) {
-        char err[512];
-        if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-            snprintf(errstr, errstr_size, "Kafka property %s: %s", fixed[i][0], err);
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
+    if ((conf = ph_kafka_conf_fix(conf, fixed, sizeof(fixed) / sizeof(fixed[0]), errstr, errstr_size)) == NULL)
+        return NULL;
     rd_kafka_conf_set_opaque(conf, dlq);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);

@@ -58,19 +58,16 @@ static int valid_ratio(const char *value, char *why, size_t why_size)
 {
     char *end;
     double ratio = strtod(value, &end);
-    if (end != value && *end == '\0' && ratio > 0 && ratio <= 1)
-        return 0;
-    snprintf(why, why_size, "is not a number above 0 and at most 1");
-    return -1;
+    return ph_option_check(end != value && *end == '\0' && ratio > 0 && ratio <= 1, why, why_size,
+                           "is not a number above 0 and at most 1");
 }
 
 static int valid_script(const char *name, char *why, size_t why_size)
 {
-    for (int i = 0; i < PH_SCRIPT_COUNT && name[0] != '\0'; ++i)
-        if (strcmp(name, script_names[i]) == 0)
-            return 0;
-    snprintf(why, why_size, "is not the name of a script (apply, row, stream_start, ...)");
-    return name[0] == '\0' ? 0 : -1;
+    int found = name[0] == '\0'; /* "": print none */
+    for (int i = 0; i < PH_SCRIPT_COUNT && !found; ++i)
+        found = strcmp(name, script_names[i]) == 0;
+    return ph_option_check(found, why, why_size, "is not the name of a script (apply, row, stream_start, ...)");
 }
 
 static const ph_option_t options[] = {

@@ -191,10 +191,7 @@ int ph_replay_done(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *ends)
 int ph_replay_valid_from(const char *s, char *why, size_t why_size)
 {
     int64_t from;
-    if (ph_replay_parse_from(s, &from) == 0)
-        return 0;
-    snprintf(why, why_size, "is not 'earliest' or an RFC 3339 time");
-    return -1;
+    return ph_option_check(ph_replay_parse_from(s, &from) == 0, why, why_size, "is not 'earliest' or an RFC 3339 time");
 }
 
 ph_replay_t *ph_replay_start(rd_kafka_t *rk, const char *topic, int64_t from, char *errstr, size_t errstr_size)

@@ -1,7 +1,7 @@
 /*
- * playhead-ingest's shared declarations: its configuration, its per-loop state (one Kafka
- * producer per loop, so delivery reports come back on the loop that owns the request), and the
- * produce API used by the HTTP handlers.
+ * playhead-ingest's shared declarations: its configuration, its program-wide state and metrics,
+ * and the produce API used by the HTTP handlers. The per-loop state (one Kafka producer per loop,
+ * so delivery reports come back on the loop that owns the request) is producer.c's own.
  */
 #ifndef PLAYHEAD_INGEST_H
 #define PLAYHEAD_INGEST_H
@@ -15,7 +15,6 @@
 #include "playhead/kafka_.h"
 #include "playhead/metrics.h"
 #include "playhead/server.h"
-#include "playhead/spool.h"
 
 typedef struct ph_ingest_config_s {
     const char *listen;
@@ -36,42 +35,8 @@ typedef struct ph_ingest_config_s {
     ph_kafka_props_t kafka;
 } ph_ingest_config_t;
 
-typedef struct ph_produce_s ph_produce_t;
-
 /* How a request is answered once Kafka has taken (ok=1) or not taken (ok=0) all its events. */
 typedef void (*ph_produce_done_cb)(h2o_req_t *req, size_t count, int ok);
-
-/* A request's events on their way: to Kafka first, to the spool when Kafka does not acknowledge
- * them all in time. `records` holds them encoded as spool records (see ph_record_*), and librdkafka
- * reads keys and values straight from it, so it lives until the last delivery report. */
-struct ph_produce_s {
-    ph_produce_t *next, *prev; /* in the loop's pending list, oldest first */
-    ph_req_link_t link;
-    struct ph_ingest_loop_s *il;
-    ph_produce_done_cb done;
-    size_t count;       /* events of the request */
-    size_t outstanding; /* handed to librdkafka, no delivery report yet */
-    uint64_t deadline;
-    uint64_t started_ms;
-    int failed;   /* a delivery failed, or librdkafka refused an event */
-    int spooling; /* appended to the spool, waiting for its fsync */
-    int answered;
-    ph_buf_t records;
-};
-
-/* A spool record: [ts: 8 bytes LE][key length: 2 bytes LE][key][value]. */
-#define PH_RECORD_HEADER 10
-size_t ph_record_encode(ph_buf_t *out, const ph_event_t *ev);
-/* Walks the length-framed records of a request's buffer: start with a zeroed frame; returns 0 at
- * the end. */
-typedef struct ph_record_frame_s {
-    const char *data;
-    size_t len;
-} ph_record_frame_t;
-int ph_record_next(const ph_buf_t *records, ph_record_frame_t *frame);
-/* Splits a record; returns 0, or -1 when it is malformed. */
-int ph_record_decode(const void *rec, size_t len, int64_t *ts, const char **key, size_t *key_len, const char **value,
-                     size_t *value_len);
 
 /* Process-wide figures, updated by every loop (relaxed atomics). */
 typedef struct ph_ingest_stats_s {
@@ -102,60 +67,6 @@ typedef struct ph_ingest_s {
  * `threads` loops); ph_ingest_metrics_free releases both. */
 void ph_ingest_metrics_register(ph_ingest_t *ing, unsigned threads);
 void ph_ingest_metrics_free(ph_ingest_t *ing);
-
-typedef struct ph_ingest_loop_s {
-    ph_loop_t *loop;
-    const ph_ingest_config_t *cfg;
-    ph_ingest_t *ing;
-    ph_ingest_stats_t *stats;
-    rd_kafka_t *rk;
-    rd_kafka_topic_t *rkt;
-    ph_kafka_bridge_t bridge;
-    uv_timer_t deadline_timer;
-    uv_timer_t flush_timer;
-    uint64_t flush_deadline; /* shutdown: when to stop waiting for librdkafka's queue */
-    int open_handles;
-    ph_kafka_errors_t kafka_errors; /* logged once per outage, until a delivery succeeds */
-    ph_produce_t pending;           /* sentinel */
-    ph_produce_t *freelist;
-    /* the spool: spools[0] is this loop's own (appends go there); the others are left by a run
-     * with more threads and are only drained */
-    ph_spool_t *spools[8];
-    size_t nspools, spools_open;
-    ph_spool_chunk_t chunk; /* records read for draining, produced from chunk_next on */
-    size_t chunk_next, chunk_spool;
-    uint64_t drain_outstanding;
-    struct ph_drain_retry_s *retry; /* drained records whose delivery failed, to produce again */
-    uv_timer_t drain_timer;
-    int draining_stopped;
-    int spools_closing;
-    ph_spool_iov_t iov[PH_BATCH_MAX];
-} ph_ingest_loop_t;
-
-/* Opens this loop's spools and starts the drainer (from ph_producer_init). Returns 0 or -1. */
-int ph_drain_init(ph_ingest_loop_t *il, char *errstr, size_t errstr_size);
-/* Appends a request's records to the spool; `p` is answered when they are durable (202) or not. */
-void ph_drain_spool_request(ph_ingest_loop_t *il, ph_produce_t *p);
-/* A delivery report for a drained record (opaque made by ph_drain_opaque). */
-void ph_drain_delivered(ph_ingest_loop_t *il, const rd_kafka_message_t *msg, uint64_t tag);
-/* Stops reading the spool and closes the spools; the loop's inflight count is held until closed. */
-void ph_drain_stop(ph_ingest_loop_t *il);
-/* Frees what the drainer holds (after the producer is destroyed). */
-void ph_drain_dispose(ph_ingest_loop_t *il);
-/* The opaque of a drained message: its record id and spool index with the low bit set, where a
- * request's opaque is a pointer with the low bit clear. ph_drain_is_opaque returns the tag. */
-static inline void *ph_drain_opaque(uint64_t id, size_t spool)
-{
-    return (void *)(uintptr_t)((id << 4) | (spool << 1) | 1);
-}
-static inline int ph_drain_is_opaque(const void *opaque, uint64_t *tag)
-{
-    *tag = (uint64_t)(uintptr_t)opaque;
-    return (*tag & 1) != 0;
-}
-/* Answers a request whose records the spool took (ok=1) or refused (ok=0). */
-void ph_produce_spooled(ph_produce_t *p, int ok);
-void ph_produce_release_if_done(ph_produce_t *p);
 
 /* The producer's configuration, as every loop creates it: ingest's settings (brokers, idempotence,
  * acks=all, message timeout...) overridden by -X / PLAYHEAD_KAFKA_* properties. No callbacks are

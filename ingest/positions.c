@@ -47,12 +47,12 @@ void ph_send_event_error(h2o_req_t *req, const ph_event_error_t *err, int batch)
 int ph_handle_positions(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)
 {
     (void)params;
-    ph_ingest_loop_t *il = loop->app;
+    ph_ingest_t *ing = loop->server->app;
     ph_event_t *events = NULL;
     ph_event_error_t err;
     int n = ph_events_decode(req->entity.base, req->entity.len, ph_now_ms(), &events, &err);
     if (n < 0) {
-        ph_counter_add(il->stats->events_invalid, 1);
+        ph_counter_add(ing->stats.events_invalid, 1);
         ph_send_event_error(req, &err, req->entity.len > 0 && memchr(req->entity.base, '[', req->entity.len) != NULL);
         return 0;
     }

@@ -11,63 +11,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "drain.h"
 #include "ingest.h"
 #include "playhead/log.h"
 #include "playhead/time_.h"
+#include "record.h"
 
 #define SERVE_BUDGET 10000
+
+typedef struct ph_produce_s ph_produce_t;
+
+/* A request's events on their way: to Kafka first, to the spool when Kafka does not acknowledge
+ * them all in time. `records` holds them encoded as spool records (record.h), and librdkafka
+ * reads keys and values straight from it, so it lives until the last delivery report. */
+struct ph_produce_s {
+    ph_produce_t *next, *prev; /* in the loop's pending list, oldest first */
+    ph_req_link_t link;
+    struct ph_ingest_loop_s *il;
+    ph_produce_done_cb done;
+    size_t count;       /* events of the request */
+    size_t outstanding; /* handed to librdkafka, no delivery report yet */
+    uint64_t deadline;
+    uint64_t started_ms;
+    int failed;   /* a delivery failed, or librdkafka refused an event */
+    int spooling; /* appended to the spool, waiting for its fsync */
+    int answered;
+    ph_buf_t records;
+    ph_drain_req_t spool; /* while spooling */
+};
+
+typedef struct ph_ingest_loop_s {
+    ph_loop_t *loop;
+    const ph_ingest_config_t *cfg;
+    ph_ingest_t *ing;
+    ph_ingest_stats_t *stats;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    ph_kafka_bridge_t bridge;
+    uv_timer_t deadline_timer;
+    uv_timer_t flush_timer;
+    uint64_t flush_deadline; /* shutdown: when to stop waiting for librdkafka's queue */
+    int open_handles;
+    ph_kafka_errors_t kafka_errors; /* logged once per outage, until a delivery succeeds */
+    ph_produce_t pending;           /* sentinel */
+    ph_produce_t *freelist;
+    ph_drain_t *drain; /* the spool and its drainer (drain.h) */
+} ph_ingest_loop_t;
 
 static ph_ingest_loop_t *il_of(ph_loop_t *loop)
 {
     return loop->app;
-}
-
-size_t ph_record_encode(ph_buf_t *out, const ph_event_t *ev)
-{
-    char key[2 * PH_ID_MAX + 2];
-    size_t key_len = ph_event_key(ev, key, sizeof(key)), start = out->len;
-    uint8_t head[PH_RECORD_HEADER];
-    uint64_t ts = (uint64_t)ev->ts;
-    for (int i = 0; i < 8; ++i)
-        head[i] = (uint8_t)(ts >> (8 * i));
-    head[8] = (uint8_t)key_len, head[9] = (uint8_t)(key_len >> 8);
-    ph_buf_reserve(out, PH_RECORD_HEADER + key_len + PH_EVENT_JSON_MAX);
-    ph_buf_append(out, (const char *)head, sizeof(head));
-    ph_buf_append(out, key, key_len);
-    out->len += ph_event_to_json(ev, out->data + out->len, PH_EVENT_JSON_MAX);
-    return out->len - start;
-}
-
-int ph_record_decode(const void *rec, size_t len, int64_t *ts, const char **key, size_t *key_len, const char **value,
-                     size_t *value_len)
-{
-    const uint8_t *p = rec;
-    if (len < PH_RECORD_HEADER)
-        return -1;
-    uint64_t t = 0;
-    for (int i = 0; i < 8; ++i)
-        t |= (uint64_t)p[i] << (8 * i);
-    size_t klen = (size_t)p[8] | (size_t)p[9] << 8;
-    if (PH_RECORD_HEADER + klen > len)
-        return -1;
-    *ts = (int64_t)t;
-    *key = (const char *)p + PH_RECORD_HEADER;
-    *key_len = klen;
-    *value = *key + klen;
-    *value_len = len - PH_RECORD_HEADER - klen;
-    return 0;
-}
-
-int ph_record_next(const ph_buf_t *records, ph_record_frame_t *frame)
-{
-    size_t at = frame->data == NULL ? 0 : (size_t)(frame->data - records->data) + frame->len;
-    uint32_t len;
-    if (at + sizeof(len) > records->len)
-        return 0;
-    memcpy(&len, records->data + at, sizeof(len));
-    frame->data = records->data + at + sizeof(len);
-    frame->len = len;
-    return 1;
 }
 
 static void produce_answer(ph_produce_t *p, int ok)
@@ -86,7 +79,7 @@ static void produce_answer(ph_produce_t *p, int ok)
         p->done(p->link.req, p->count, ok);
 }
 
-void ph_produce_release_if_done(ph_produce_t *p)
+static void release_if_done(ph_produce_t *p)
 {
     if (p->outstanding != 0 || !p->answered || p->spooling)
         return;
@@ -98,11 +91,13 @@ void ph_produce_release_if_done(ph_produce_t *p)
     il->freelist = p;
 }
 
-void ph_produce_spooled(ph_produce_t *p, int ok)
+/* The spool took (ok=1) or refused the request's records (ph_drain_spooled_cb). */
+static void on_spooled(ph_drain_req_t *req, int ok)
 {
+    ph_produce_t *p = req->data;
     p->spooling = 0;
     produce_answer(p, ok);
-    ph_produce_release_if_done(p);
+    release_if_done(p);
 }
 
 /* Kafka did not take the request's events in time: they go to the spool. */
@@ -110,7 +105,12 @@ static void fall_back(ph_produce_t *p)
 {
     if (p->answered || p->spooling)
         return;
-    ph_drain_spool_request(p->il, p);
+    p->spooling = 1;
+    p->spool.records = &p->records;
+    p->spool.count = p->count;
+    p->spool.done = on_spooled;
+    p->spool.data = p;
+    ph_drain_spool(p->il->drain, &p->spool);
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
@@ -118,7 +118,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     (void)rk, (void)opaque;
     uint64_t tag;
     if (ph_drain_is_opaque(msg->_private, &tag)) {
-        ph_drain_delivered(opaque, msg, tag);
+        ph_drain_delivered(((ph_ingest_loop_t *)opaque)->drain, msg, tag);
         return;
     }
     ph_produce_t *p = msg->_private;
@@ -134,7 +134,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
         if (p->outstanding == 0 && !p->failed && !p->spooling)
             produce_answer(p, 1);
     }
-    ph_produce_release_if_done(p);
+    release_if_done(p);
+}
+
+/* The drainer's readiness check: Kafka answered loop 0's watch lately. */
+static int kafka_ready(void *data)
+{
+    const ph_ingest_t *ing = data;
+    return ph_kafka_watch_ready(ing->watch);
 }
 
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -194,15 +201,10 @@ void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events
 
     /* encode everything first, each record framed by its length: librdkafka then reads keys and
      * values in place (no copy), which is why p lives until its last delivery report */
-    for (size_t i = 0; i < count; ++i) {
-        size_t at = p->records.len;
-        uint32_t len = 0;
-        ph_buf_append(&p->records, (const char *)&len, sizeof(len));
-        len = (uint32_t)ph_record_encode(&p->records, &events[i]);
-        memcpy(p->records.data + at, &len, sizeof(len));
-    }
+    for (size_t i = 0; i < count; ++i)
+        ph_record_append(&p->records, &events[i]);
     ph_record_frame_t frame = {0};
-    while (ph_record_next(&p->records, &frame)) {
+    while (ph_record_next(&p->records, &frame) > 0) {
         const char *key = NULL, *value = NULL;
         size_t key_len = 0, value_len = 0;
         int64_t ts = 0;
@@ -221,7 +223,7 @@ void ph_produce_events(ph_loop_t *loop, h2o_req_t *req, const ph_event_t *events
         fall_back(p);
     else if (!uv_is_active((uv_handle_t *)&il->deadline_timer))
         uv_timer_start(&il->deadline_timer, on_deadline_timer, 20, 20);
-    ph_produce_release_if_done(p);
+    release_if_done(p);
 }
 
 rd_kafka_conf_t *ph_producer_conf_new(const ph_ingest_config_t *cfg, char *errstr, size_t errstr_size)
@@ -272,16 +274,32 @@ int ph_producer_init(ph_loop_t *loop, ph_ingest_t *ing)
     il->rkt = rd_kafka_topic_new(il->rk, cfg->topic, NULL);
     uv_timer_init(&loop->uv, &il->deadline_timer);
     uv_timer_init(&loop->uv, &il->flush_timer);
-    uv_timer_init(&loop->uv, &il->drain_timer);
-    il->deadline_timer.data = il->flush_timer.data = il->drain_timer.data = il;
-    il->open_handles = 3;
+    il->deadline_timer.data = il->flush_timer.data = il;
+    il->open_handles = 2;
+    unsigned i = loop->index;
+    const ph_drain_config_t drain = {
+        .dir = cfg->spool_dir,
+        .max_bytes = (uint64_t)cfg->spool_max_bytes,
+        .segment_bytes = (uint64_t)cfg->spool_segment_bytes,
+        .rk = il->rk,
+        .rkt = il->rkt,
+        .kafka_ready = kafka_ready,
+        .data = ing,
+        .events_spooled = ing->stats.events_spooled,
+        .events_drained = ing->stats.events_drained,
+        .spool_full = ing->stats.spool_full,
+        .records = ing->stats.spool_records[i],
+        .bytes = ing->stats.spool_bytes[i],
+        .oldest_ms = ing->stats.spool_oldest_ms[i],
+    };
+    il->drain = ph_drain_new(loop, &drain);
     if (ph_kafka_bridge_init(&il->bridge, &loop->uv, rd_kafka_queue_get_main(il->rk), on_queue_ready, il) != 0) {
         ph_log_error("cannot watch the Kafka queue", NULL);
         return -1;
     }
     if (loop->index == 0)
         ing->watch = ph_kafka_watch_start(il->rk, cfg->topic, 1000);
-    if (ph_drain_init(il, errstr, sizeof(errstr)) != 0) {
+    if (ph_drain_start(il->drain, errstr, sizeof(errstr)) != 0) {
         ph_log_str(PH_LOG_ERROR, "cannot open the spool", "error", errstr);
         return -1;
     }
@@ -299,7 +317,7 @@ static void on_flush_timer(uv_timer_t *timer)
             ph_log(PH_LOG_WARN, "shutdown: Kafka did not take everything in time; spooled events stay in the spool",
                    "\"queued\":%d", rd_kafka_outq_len(il->rk));
         uv_timer_stop(timer);
-        ph_drain_stop(il);
+        ph_drain_close(il->drain);
         il->loop->inflight--; /* the flush token taken in ph_producer_stop */
     }
 }
@@ -309,8 +327,8 @@ void ph_producer_stop(ph_loop_t *loop)
     ph_ingest_loop_t *il = il_of(loop);
     if (il == NULL || il->rk == NULL)
         return;
-    il->draining_stopped = 1; /* no new reads from the spool */
-    loop->inflight++;         /* held until librdkafka's queue is empty, or the flush deadline */
+    ph_drain_pause(il->drain); /* no new reads from the spool */
+    loop->inflight++;          /* held until librdkafka's queue is empty, or the flush deadline */
     il->flush_deadline = ph_mono_ms() + (uint64_t)il->cfg->delivery_timeout_ms;
     uv_timer_start(&il->flush_timer, on_flush_timer, 0, 10);
 }
@@ -351,7 +369,7 @@ void ph_producer_dispose(ph_loop_t *loop)
     if (il->rk != NULL) {
         /* whatever is still queued gets a (purged) delivery report, which releases its request;
          * spooled records among them stay in the spool for the next run */
-        il->draining_stopped = 1;
+        ph_drain_pause(il->drain);
         rd_kafka_purge(il->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 100 && rd_kafka_outq_len(il->rk) > 0; ++i)
             rd_kafka_poll(il->rk, 10);
@@ -365,11 +383,12 @@ void ph_producer_dispose(ph_loop_t *loop)
         rd_kafka_destroy(il->rk);
         il->rk = NULL;
     }
-    ph_drain_dispose(il);
+    if (il->drain != NULL)
+        ph_drain_free(il->drain);
     while (il->pending.next != &il->pending) {
         ph_produce_t *p = il->pending.next;
         p->outstanding = 0, p->answered = 1, p->spooling = 0;
-        ph_produce_release_if_done(p);
+        release_if_done(p);
     }
     if (il->open_handles == 0) { /* init failed before the timers existed */
         free(il);
@@ -377,52 +396,4 @@ void ph_producer_dispose(ph_loop_t *loop)
     }
     uv_close((uv_handle_t *)&il->deadline_timer, on_handle_closed);
     uv_close((uv_handle_t *)&il->flush_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&il->drain_timer, on_handle_closed);
-}
-
-void ph_ingest_metrics_register(ph_ingest_t *ing, unsigned threads)
-{
-    ph_metrics_t *m = ing->metrics;
-    ph_ingest_stats_t *st = &ing->stats;
-    static const char events_help[] = "Position events not accepted, by reason.";
-    st->events_accepted = ph_metrics_counter(m, "playhead_ingest_events_accepted_total",
-                                             "Events answered with a 2xx: acknowledged by Kafka or durable in the spool.", "");
-    st->events_invalid = ph_metrics_counter(m, "playhead_ingest_events_rejected_total", events_help, "reason=\"invalid\"");
-    st->events_unavailable = ph_metrics_counter(m, "playhead_ingest_events_rejected_total", events_help, "reason=\"unavailable\"");
-    st->events_produced = ph_metrics_counter(m, "playhead_ingest_events_produced_total", "Delivery reports without error.", "");
-    st->delivery_failures = ph_metrics_counter(m, "playhead_ingest_delivery_failures_total", "Delivery reports with an error.", "");
-    st->ack_latency = ph_metrics_histogram(m, "playhead_ingest_produce_ack_seconds",
-                                           "Time from producing a request's events to its 2xx (Kafka's last acknowledgement, "
-                                           "or the spool's fsync).",
-                                           "", PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
-    st->events_spooled = ph_metrics_counter(m, "playhead_spool_events_spooled_total",
-                                            "Events appended durably to the spool because Kafka did not take them in time.", "");
-    st->events_drained =
-        ph_metrics_counter(m, "playhead_spool_events_drained_total", "Spooled events delivered to Kafka by the drainer.", "");
-    st->spool_full = ph_metrics_counter(m, "playhead_spool_rejected_requests_total",
-                                        "Requests answered 503 because the spool was full, failing or disabled.", "");
-    if ((st->spool_records = calloc(threads, sizeof(*st->spool_records))) == NULL ||
-        (st->spool_bytes = calloc(threads, sizeof(*st->spool_bytes))) == NULL ||
-        (st->spool_oldest_ms = calloc(threads, sizeof(*st->spool_oldest_ms))) == NULL)
-        abort();
-    for (unsigned i = 0; i < threads; ++i) {
-        char labels[32];
-        snprintf(labels, sizeof(labels), "loop=\"%u\"", i);
-        st->spool_records[i] =
-            ph_metrics_gauge(m, "playhead_spool_records", "Events in the spool not yet delivered to Kafka.", labels);
-        st->spool_bytes[i] = ph_metrics_gauge(m, "playhead_spool_bytes", "Bytes of spool segment files.", labels);
-        st->spool_oldest_ms[i] = ph_metrics_gauge(m, "playhead_spool_oldest_timestamp_ms",
-                                                  "Append time of the oldest spooled event (ms since the epoch, 0: none); "
-                                                  "its age is now minus this.",
-                                                  labels);
-    }
-    ph_metrics_process(m);
-}
-
-void ph_ingest_metrics_free(ph_ingest_t *ing)
-{
-    free(ing->stats.spool_records);
-    free(ing->stats.spool_bytes);
-    free(ing->stats.spool_oldest_ms);
-    ph_metrics_free(ing->metrics);
 }

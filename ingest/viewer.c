@@ -15,14 +15,14 @@
 
 static int produce_kind(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params, int kind)
 {
-    ph_ingest_loop_t *il = loop->app;
+    ph_ingest_t *ing = loop->server->app;
     const h2o_iovec_t *user = &params->values[0];
     const h2o_iovec_t *video = kind == PH_KIND_ERASE_USER ? NULL : &params->values[1];
     ph_event_t ev;
     ph_event_error_t err;
     if (ph_event_from_route(&ev, kind, user->base, user->len, video ? video->base : "", video ? video->len : 0, req->entity.base,
                             req->entity.len, ph_now_ms(), &err) != 0) {
-        ph_counter_add(il->stats->events_invalid, 1);
+        ph_counter_add(ing->stats.events_invalid, 1);
         ph_send_event_error(req, &err, 0);
         return 0;
     }

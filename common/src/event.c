@@ -223,19 +223,6 @@ Exit:
     return ret;
 }
 
-size_t ph_format_double(char *buf, size_t cap, double v)
-{
-    int n = 0;
-    for (int prec = 15; prec <= 17; ++prec) {
-        n = snprintf(buf, cap, "%.*g", prec, v);
-        if (n < 0 || (size_t)n >= cap)
-            return 0;
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    return (size_t)n;
-}
-
 int ph_event_from_route(ph_event_t *ev, int kind, const char *user, size_t user_len, const char *video, size_t video_len,
                         const char *body, size_t len, int64_t now_ms, ph_event_error_t *err)
 {

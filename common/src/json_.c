@@ -8,7 +8,7 @@
 #include <string.h>
 #include <math.h>
 #include "playhead/json_.h"
-#include "playhead/event.h"
+#include "playhead/number.h"
 
 int ph_utf8_valid(const char *str, size_t len)
 {

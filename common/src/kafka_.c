@@ -112,6 +112,19 @@ Error:
     return NULL;
 }
 
+rd_kafka_conf_t *ph_kafka_conf_fix(rd_kafka_conf_t *conf, const char *const (*fixed)[2], size_t n, char *errstr, size_t errstr_size)
+{
+    char err[512];
+    for (size_t i = 0; conf != NULL && i < n; ++i) {
+        if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "Kafka property %s: %s", fixed[i][0], err);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    return conf;
+}
+
 /* Properties whose values must not end up in a terminal or a CI log. */
 static int is_secret(const char *key)
 {

@@ -6,41 +6,40 @@
 #include "playhead/config.h"
 #include "playhead/redis_.h"
 
+int ph_option_check(int ok, char *why, size_t why_size, const char *reason)
+{
+    if (ok)
+        return 0;
+    snprintf(why, why_size, "%s", reason);
+    return -1;
+}
+
 int ph_option_valid_hostport(const char *value, char *why, size_t why_size)
 {
     char host[256];
     int port;
     /* checked at start: getaddrinfo would take port 99999 as 34463 (modulo 65536) and listen there */
-    if (ph_parse_hostport(value, host, sizeof(host), &port) == 0)
-        return 0;
-    snprintf(why, why_size, "is not host:port (port 1..65535)");
-    return -1;
+    return ph_option_check(ph_parse_hostport(value, host, sizeof(host), &port) == 0, why, why_size,
+                           "is not host:port (port 1..65535)");
 }
 
 int ph_option_valid_hostport_or_empty(const char *value, char *why, size_t why_size)
 {
-    if (value[0] == '\0' || ph_option_valid_hostport(value, why, why_size) == 0)
-        return 0;
-    snprintf(why, why_size, "is not host:port (port 1..65535) or \"\"");
-    return -1;
+    return ph_option_check(value[0] == '\0' || ph_option_valid_hostport(value, why, why_size) == 0, why, why_size,
+                           "is not host:port (port 1..65535) or \"\"");
 }
 
 int ph_option_valid_nonempty(const char *value, char *why, size_t why_size)
 {
-    if (value[0] != '\0')
-        return 0;
-    snprintf(why, why_size, "must not be empty");
-    return -1;
+    return ph_option_check(value[0] != '\0', why, why_size, "must not be empty");
 }
 
 int ph_option_valid_redis_url(const char *value, char *why, size_t why_size)
 {
     ph_redis_url_t url;
     /* checked at start, so that a bad URL stops it instead of failing in every loop */
-    if (ph_redis_url_parse(value, &url) == 0)
-        return 0;
-    snprintf(why, why_size, "is not a Redis URL (redis://[:password@]host[:port][/db])");
-    return -1;
+    return ph_option_check(ph_redis_url_parse(value, &url) == 0, why, why_size,
+                           "is not a Redis URL (redis://[:password@]host[:port][/db])");
 }
 
 /* in the order of ph_log_level_t */

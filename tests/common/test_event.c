@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include "playhead/event.h"
 #include "playhead/json_.h"
+#include "eventutil.h"
 #include "testutil.h"
 
 #define NOW INT64_C(1700000000000)
@@ -609,71 +610,6 @@ static void test_kafka_rules(void **state)
 }
 
 /* ---------------------------------------------------------------- encoding round trip */
-
-static void random_id(char *out, uint8_t *out_len, size_t min_len)
-{
-    static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-";
-    size_t len = min_len + (size_t)ph_test_below(PH_ID_MAX - min_len + 1);
-    for (size_t i = 0; i < len; ++i)
-        out[i] = set[ph_test_below(sizeof(set) - 1)];
-    out[len] = '\0';
-    *out_len = (uint8_t)len;
-}
-
-/* A double in [0, max]: uniform with all 53 bits used, or from a random bit pattern (tiny values,
- * exponents, subnormals), or a short decimal. Never -0. */
-static double random_seconds(double max)
-{
-    for (;;) {
-        double d;
-        switch (ph_test_below(3)) {
-        case 0:
-            d = ph_test_unit() * max;
-            break;
-        case 1: {
-            uint64_t bits = ph_test_rand() & ~(UINT64_C(1) << 63);
-            memcpy(&d, &bits, sizeof(d));
-            break;
-        }
-        default:
-            d = (double)ph_test_below((uint64_t)max * 1000 + 1) / 1000;
-            break;
-        }
-        if (isfinite(d) && d <= max)
-            return d;
-    }
-}
-
-static void random_event(ph_event_t *ev)
-{
-    memset(ev, 0, sizeof(*ev));
-    random_id(ev->user_id, &ev->user_id_len, 1);
-    random_id(ev->video_id, &ev->video_id_len, 1);
-    if (ph_test_below(2))
-        random_id(ev->session_id, &ev->session_id_len, 1);
-    ev->position = random_seconds(PH_POSITION_MAX);
-    if (ph_test_below(3) != 0) {
-        do
-            ev->duration = random_seconds(PH_POSITION_MAX);
-        while (ev->duration == 0);
-    }
-    ev->ts = (int64_t)ph_test_below((uint64_t)PH_TS_MAX);
-    ev->received_at = ph_test_below(2) ? (int64_t)ph_test_below((uint64_t)PH_TS_MAX) : ev->ts;
-}
-
-static void assert_same_event(const ph_event_t *a, const ph_event_t *b)
-{
-    assert_string_equal(a->user_id, b->user_id);
-    assert_int_equal(a->user_id_len, b->user_id_len);
-    assert_string_equal(a->video_id, b->video_id);
-    assert_int_equal(a->video_id_len, b->video_id_len);
-    assert_string_equal(a->session_id, b->session_id);
-    assert_int_equal(a->session_id_len, b->session_id_len);
-    assert_memory_equal(&a->position, &b->position, sizeof(double));
-    assert_memory_equal(&a->duration, &b->duration, sizeof(double));
-    assert_int_equal(a->ts, b->ts);
-    assert_int_equal(a->received_at, b->received_at);
-}
 
 static void test_kafka_round_trip(void **state)
 {

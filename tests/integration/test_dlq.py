@@ -57,7 +57,7 @@ def test_poison_messages_go_to_the_dlq_once(kafka, topic, group, redis, consumer
     svc = consumer(dlq_topic=dlq, metrics_listen=f"{HOST}:{port}")
     wait_until(lambda: redis.hget(vkey("u1"), "v1") is not None and redis.hget(vkey("u2"), "v2") is not None,
                scaled(30), "both valid events in Redis")
-    assert redis.hget(vkey("u1"), "v1") == f"{ts}:{ts + 1}:10:600"
+    assert redis.hget(vkey("u1"), "v1") == f"{ts}:{ts + 1}:10:600:p:0"
     assert redis.hget(vkey("u2"), "v2") == f"{ts + 1}:{ts + 2}:20:600"
 
     records = wait_until(lambda: (lambda rs: rs if len(rs) >= 3 else None)(kafka.read_topic(dlq)), scaled(30),
@@ -115,7 +115,7 @@ def test_dlq_outage_holds_the_batch_until_acknowledged(kafka, topic, group, redi
     svc = consumer(dlq_topic=dlq, metrics_listen="", args=["-X", "topic.metadata.propagation.max.ms=500",
                                         "-X", "topic.metadata.refresh.interval.ms=500"])
     wait_until(lambda: log_count(svc, "dead-letter topic unavailable, pausing") == 1, scaled(30), "the consumer pausing")
-    assert redis.hget(vkey("u1"), "v1") == f"{ts}:{ts + 1}:10:600"  # applied, but not done
+    assert redis.hget(vkey("u1"), "v1") == f"{ts}:{ts + 1}:10:600:p:0"  # applied, but not done
     assert committed(kafka, topic, group, 0) < 0
     kafka.create_topic(dlq, partitions=1)
     wait_until(lambda: log_count(svc, "dead-letter topic back, resuming") == 1, scaled(30), "the consumer resuming")
@@ -132,6 +132,6 @@ def test_empty_dlq_topic_skips_as_before(kafka, topic, group, redis, consumer):
     kafka.produce(topic, valid("u1", "v1", ts, 10.0), key=b"u1/v1", partition=0)
     svc = consumer(dlq_topic="", metrics_listen="")
     wait_until(lambda: committed(kafka, topic, group, 0) == 2, scaled(30), "offsets committed past both messages")
-    assert redis.hget(vkey("u1"), "v1") == f"{ts}:{ts + 1}:10:600"
+    assert redis.hget(vkey("u1"), "v1") == f"{ts}:{ts + 1}:10:600:p:0"
     svc.stop()
     assert log_count(svc, "skipping invalid message") == 1

@@ -67,6 +67,9 @@ typedef struct ph_option_s {
 /* The shared rows (options.c), terminated by PH_OPTIONS_END; their offsets mean nothing. */
 extern const ph_option_t ph_shared_options[];
 
+/* A validator's verdict: 0 when `ok`, else -1 with `reason` copied into why. */
+int ph_option_check(int ok, char *why, size_t why_size, const char *reason);
+
 /* The validators of the shared rows, for programs' own rows too. */
 int ph_option_valid_hostport(const char *value, char *why, size_t why_size);          /* host:port, port 1..65535 */
 int ph_option_valid_hostport_or_empty(const char *value, char *why, size_t why_size); /* same, or "" (disabled) */

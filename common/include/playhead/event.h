@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
+#include "playhead/number.h" /* ph_format_double, used with events everywhere */
 
 #define PH_ID_MAX 128                /* bytes, for user_id, video_id and session_id */
 #define PH_POSITION_MAX 1e7          /* seconds */
@@ -93,8 +94,5 @@ size_t ph_event_to_json(const ph_event_t *ev, char *buf, size_t cap);
  * the partition, and correctness never depends on it, see README "Data model"). Returns the length
  * (at most 2*PH_ID_MAX+1). */
 size_t ph_event_key(const ph_event_t *ev, char *buf, size_t cap);
-
-/* Shortest decimal text that reads back as exactly `v` (finite). Returns the length. */
-size_t ph_format_double(char *buf, size_t cap, double v);
 
 #endif

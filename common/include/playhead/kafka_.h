@@ -61,6 +61,13 @@ int ph_kafka_conf_apply(rd_kafka_conf_t *conf, const ph_kafka_props_t *props, ch
 rd_kafka_conf_t *ph_kafka_conf_new(const char *const (*defaults)[2], size_t n, const ph_kafka_props_t *props, char *errstr,
                                    size_t errstr_size);
 
+/* Sets the `fixed` properties (n key/value pairs) on `conf`, after -X: what a client's correctness
+ * rests on, which nothing overrides. Returns conf, or NULL with errstr (the property and
+ * librdkafka's message) after destroying conf; NULL in gives NULL out, so it chains after
+ * ph_kafka_conf_new. Any thread. */
+rd_kafka_conf_t *ph_kafka_conf_fix(rd_kafka_conf_t *conf, const char *const (*fixed)[2], size_t n, char *errstr,
+                                   size_t errstr_size);
+
 /* Logs `msg` at `level` with the error's name (code) and its text (error). Any thread. */
 void ph_kafka_log_error(ph_log_level_t level, const char *msg, rd_kafka_resp_err_t err, const char *reason);
 
