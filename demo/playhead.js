@@ -42,7 +42,7 @@
  */
 
 /** Ids accepted by playhead (user and video ids, session ids). */
-export const ID_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
+export const ID_PATTERN = /^(?!\.\.?$)[A-Za-z0-9._:@-]{1,128}$/;
 
 /** Largest position (seconds) the backend accepts. */
 export const MAX_POSITION = 1e7;

@@ -15,6 +15,9 @@ int ph_id_valid(const char *s, size_t len)
 {
     if (len == 0 || len > PH_ID_MAX)
         return 0;
+    /* "." and ".." are path segments that URL normalisation removes: no route could address them */
+    if (s[0] == '.' && (len == 1 || (len == 2 && s[1] == '.')))
+        return 0;
     for (size_t i = 0; i < len; ++i) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demo"
-ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+ID = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._:@-]{1,128}$")
 LEASE_S = 90
 LIMIT = 3
 BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf")]

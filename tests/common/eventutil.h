@@ -18,6 +18,8 @@ static inline void random_id(char *out, uint8_t *out_len, size_t min_len)
     size_t len = min_len + (size_t)ph_test_below(PH_ID_MAX - min_len + 1);
     for (size_t i = 0; i < len; ++i)
         out[i] = set[ph_test_below(sizeof(set) - 1)];
+    if (out[0] == '.' && (len == 1 || (len == 2 && out[1] == '.')))
+        out[0] = '_'; /* "." and ".." are not ids (ph_id_valid) */
     out[len] = '\0';
     *out_len = (uint8_t)len;
 }

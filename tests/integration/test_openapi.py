@@ -180,7 +180,7 @@ def test_document_is_structurally_valid_openapi_3_1():
     # the event schema carries the exact validation rules
     ev = DOC["components"]["schemas"]["Event"]
     ident = DOC["components"]["schemas"]["Id"]
-    assert (ident["minLength"], ident["maxLength"], ident["pattern"]) == (1, 128, "^[A-Za-z0-9._:@-]{1,128}$")
+    assert (ident["minLength"], ident["maxLength"], ident["pattern"]) == (1, 128, "^([A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,127}|\\.[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,126}|\\.\\.[A-Za-z0-9._:@-]{1,126})$")
     assert set(ev["required"]) == {"user_id", "video_id", "position"}
     props = ev["properties"]
     assert (props["position"]["minimum"], props["position"]["maximum"]) == (0, 10_000_000)

@@ -61,9 +61,9 @@ typedef struct ph_event_error_s {
 } ph_event_error_t;
 
 /* The id rule in words, for error messages: "user_id must be " PH_ID_RULE. */
-#define PH_ID_RULE "1-128 characters of A-Z a-z 0-9 . _ : @ -"
+#define PH_ID_RULE "1-128 characters of A-Z a-z 0-9 . _ : @ -, not . or .."
 
-/* 1 when [s, s+len) is a valid id: 1..PH_ID_MAX bytes of [A-Za-z0-9._:@-] (PH_ID_RULE). */
+/* 1 when [s, s+len) is a valid id: 1..PH_ID_MAX bytes of [A-Za-z0-9._:@-], not "." or ".." (PH_ID_RULE). */
 int ph_id_valid(const char *s, size_t len);
 
 /* Decodes and validates one event object from an HTTP body. `now_ms` is the receive time: it
