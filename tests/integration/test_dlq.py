@@ -58,7 +58,7 @@ def test_poison_messages_go_to_the_dlq_once(kafka, topic, group, redis, consumer
     wait_until(lambda: redis.hget(vkey("u1"), "v1") is not None and redis.hget(vkey("u2"), "v2") is not None,
                scaled(30), "both valid events in Redis")
     assert redis.hget(vkey("u1"), "v1") == f"{ts}:{ts + 1}:10:600:p:0"
-    assert redis.hget(vkey("u2"), "v2") == f"{ts + 1}:{ts + 2}:20:600"
+    assert redis.hget(vkey("u2"), "v2") == f"{ts + 1}:{ts + 2}:20:600:p:0"
 
     records = wait_until(lambda: (lambda rs: rs if len(rs) >= 3 else None)(kafka.read_topic(dlq)), scaled(30),
                          "3 messages in the dead-letter topic")
