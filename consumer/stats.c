@@ -1,7 +1,9 @@
 /*
  * The consumer's metrics and its HTTP listener (see stats.h). The listener runs a loop of its own
  * on its own thread, so a slow scrape never delays a batch: it reads the series as relaxed atomics,
- * and the lag table under a mutex, which the consumer's loop refreshes once a second.
+ * and computes the lag per partition when scraped. The lag may need the group's committed offset
+ * from the broker (a blocking request, see partition_lag), which is why it is not sampled on the
+ * consumer's loop.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,17 +17,14 @@
 #include "playhead/server.h"
 #include "stats.h"
 
-/* Lag per assigned partition, published by the consumer's loop for the listener's thread. */
-#define LAG_MAX 256
+/* How long a scrape waits for the group's committed offsets (only asked for partitions that have
+ * no position yet). */
+#define COMMITTED_TIMEOUT_MS 1000
 
 struct ph_stats_s {
     ph_metrics_t *metrics;
     ph_consumer_metrics_t series;
-    pthread_mutex_t lag_mutex;
-    size_t lag_count;
-    int32_t lag_partition[LAG_MAX];
-    int64_t lag[LAG_MAX];
-    /* borrowed while sampling */
+    /* borrowed while sampling (redis) and until ph_stats_stop (rk, read by the listener's thread) */
     rd_kafka_t *rk;
     ph_redis_t *redis;
     uv_timer_t sample_timer;
@@ -37,13 +36,56 @@ struct ph_stats_s {
     int started;
 };
 
+int64_t ph_stats_partition_lag(int64_t position, int64_t committed, int64_t low, int64_t high)
+{
+    if (high < 0)
+        return -1;
+    /* no position: nothing consumed since the partition was assigned (e.g. just taken over from a
+     * member that died, with nothing new to read); the group resumes at its committed offset */
+    int64_t from = position >= 0 ? position : committed >= 0 ? committed : low;
+    if (from < 0)
+        return -1;
+    return high > from ? high - from : 0;
+}
+
+/* Lag per assigned partition: the high watermark librdkafka last saw minus our position, or minus
+ * the committed offset where there is no position yet. Listener's thread: rd_kafka_assignment,
+ * _position and _committed are thread-safe, and _committed may wait for the group coordinator. */
 static void collect_lag(ph_buf_t *out, void *arg)
 {
     ph_stats_t *s = arg;
-    pthread_mutex_lock(&s->lag_mutex);
-    for (size_t i = 0; i < s->lag_count; ++i)
-        ph_buf_printf(out, "playhead_consumer_lag{partition=\"%d\"} %lld\n", (int)s->lag_partition[i], (long long)s->lag[i]);
-    pthread_mutex_unlock(&s->lag_mutex);
+    rd_kafka_topic_partition_list_t *parts = NULL, *unpositioned = NULL;
+    if (s->rk == NULL || rd_kafka_assignment(s->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_position(s->rk, parts);
+    for (int i = 0; i < parts->cnt; ++i) {
+        if (parts->elems[i].offset >= 0)
+            continue;
+        if (unpositioned == NULL)
+            unpositioned = rd_kafka_topic_partition_list_new(parts->cnt);
+        rd_kafka_topic_partition_list_add(unpositioned, parts->elems[i].topic, parts->elems[i].partition);
+    }
+    if (unpositioned != NULL && rd_kafka_committed(s->rk, unpositioned, COMMITTED_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_topic_partition_list_destroy(unpositioned);
+        unpositioned = NULL; /* the coordinator did not answer: fall back to the low watermark */
+    }
+    for (int i = 0; i < parts->cnt; ++i) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t low, high, committed = RD_KAFKA_OFFSET_INVALID;
+        if (rd_kafka_get_watermark_offsets(s->rk, p->topic, p->partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            continue;
+        if (p->offset < 0 && unpositioned != NULL) {
+            const rd_kafka_topic_partition_t *c = rd_kafka_topic_partition_list_find(unpositioned, p->topic, p->partition);
+            if (c != NULL && c->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                committed = c->offset;
+        }
+        int64_t lag = ph_stats_partition_lag(p->offset, committed, low, high);
+        if (lag >= 0)
+            ph_buf_printf(out, "playhead_consumer_lag{partition=\"%d\"} %lld\n", (int)p->partition, (long long)lag);
+    }
+    if (unpositioned != NULL)
+        rd_kafka_topic_partition_list_destroy(unpositioned);
+    rd_kafka_topic_partition_list_destroy(parts);
 }
 
 ph_stats_t *ph_stats_new(void)
@@ -74,7 +116,6 @@ ph_stats_t *ph_stats_new(void)
                                         "Age of each applied event when applied (now - received_at).", "", PH_LATENCY_BOUNDS,
                                         PH_LATENCY_NBOUNDS);
     s->redis_up = ph_metrics_gauge(m, "playhead_consumer_redis_up", "1 when the Redis connection is up.", "");
-    pthread_mutex_init(&stats->lag_mutex, NULL);
     ph_metrics_collector(m, "playhead_consumer_lag", "Messages behind the partition's end, per assigned partition.", "gauge",
                          collect_lag, stats);
     ph_metrics_process(m);
@@ -86,35 +127,10 @@ const ph_consumer_metrics_t *ph_stats_series(ph_stats_t *stats)
     return &stats->series;
 }
 
-/* Lag per assigned partition: the high watermark librdkafka last saw minus our position. */
-static void publish_lag(ph_stats_t *s)
-{
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    if (rd_kafka_assignment(s->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
-    rd_kafka_position(s->rk, parts);
-    pthread_mutex_lock(&s->lag_mutex);
-    s->lag_count = 0;
-    for (int i = 0; i < parts->cnt && s->lag_count < LAG_MAX; ++i) {
-        int64_t low, high;
-        if (rd_kafka_get_watermark_offsets(s->rk, parts->elems[i].topic, parts->elems[i].partition, &low, &high) !=
-                RD_KAFKA_RESP_ERR_NO_ERROR ||
-            high < 0)
-            continue;
-        int64_t pos = parts->elems[i].offset >= 0 ? parts->elems[i].offset : low;
-        s->lag_partition[s->lag_count] = parts->elems[i].partition;
-        s->lag[s->lag_count] = high > pos ? high - pos : 0;
-        s->lag_count++;
-    }
-    pthread_mutex_unlock(&s->lag_mutex);
-    rd_kafka_topic_partition_list_destroy(parts);
-}
-
-/* Once a second on the consumer's loop: lag and Redis state for the listener's thread. */
+/* Once a second on the consumer's loop: the Redis state for the listener's thread. */
 static void on_sample(uv_timer_t *timer)
 {
     ph_stats_t *s = timer->data;
-    publish_lag(s);
     ph_gauge_set(s->series.redis_up, ph_redis_ready(s->redis));
 }
 
@@ -205,7 +221,6 @@ void ph_stats_free(ph_stats_t *s)
     if (s == NULL)
         return;
     ph_stats_stop(s);
-    pthread_mutex_destroy(&s->lag_mutex);
     ph_metrics_free(s->metrics);
     free(s);
 }

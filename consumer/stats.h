@@ -1,12 +1,13 @@
 /*
  * What playhead-consumer tells the outside: its metric series (updated by consume.c), the lag per
- * assigned partition (sampled once a second on the consumer's loop), and the HTTP listener on its
+ * assigned partition (computed on the listener's thread when scraped), and the HTTP listener on its
  * own thread serving /metrics, /healthz and /readyz from them.
  */
 #ifndef PLAYHEAD_CONSUMER_STATS_H
 #define PLAYHEAD_CONSUMER_STATS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 #include <librdkafka/rdkafka.h>
 #include "playhead/redis_.h"
@@ -20,10 +21,16 @@ ph_stats_t *ph_stats_new(void);
 /* The series to give the consumer (ph_consumer_config_t.metrics); owned by stats. */
 const ph_consumer_metrics_t *ph_stats_series(ph_stats_t *stats);
 
-/* Serves /metrics, /healthz and /readyz on `listen` from a thread of its own, and samples on `loop`
- * once a second the lag of `rk`'s assigned partitions and the state of `redis` (both borrowed until
- * ph_stats_close). Readiness also watches `topic`'s metadata through rk. Loop thread; returns 0, or
- * -1 with errstr when the thread cannot start. */
+/* The lag of one partition: messages from where the group resumes to the high watermark `high`.
+ * It resumes at `position` (the next offset to consume) when there is one (>= 0), else at
+ * `committed` (the group's committed offset: a partition taken over, with nothing consumed since),
+ * else at `low`. 0 when caught up; -1 when unknown (no high watermark yet). Any thread. */
+int64_t ph_stats_partition_lag(int64_t position, int64_t committed, int64_t low, int64_t high);
+
+/* Serves /metrics, /healthz and /readyz on `listen` from a thread of its own, computing the lag of
+ * `rk`'s assigned partitions when scraped, and samples on `loop` once a second the state of `redis`
+ * (borrowed until ph_stats_close; rk until ph_stats_stop). Readiness also watches `topic`'s
+ * metadata through rk. Loop thread; returns 0, or -1 with errstr when the thread cannot start. */
 int ph_stats_start(ph_stats_t *stats, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *redis, const char *topic, const char *listen,
                    const char *cors_origins, char *errstr, size_t errstr_size);
 
