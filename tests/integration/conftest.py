@@ -1,7 +1,8 @@
 """pytest fixtures for playhead's integration tests (the pieces themselves are in harness.py).
 
-Session:  `redis_server` (one redis-server), `kafka` (one Kafka broker); both stopped at the end,
-          even after a failure or Ctrl-C.
+Session:  `redis_server` (one redis-server), `kafka` (one Kafka broker), and `kafka_cluster` (three
+          brokers, started only by the tests that ask for it); all stopped at the end, even after a
+          failure or Ctrl-C.
 Per test: `redis` (client to a freshly FLUSHALLed Redis), `topic` (a new 4-partition topic),
           `group` (a new consumer group name), and the factories `ingest`, `consumer`, `api`,
           which start the binaries from $PH_BUILD_DIR wired to all of the above, e.g.
@@ -18,7 +19,7 @@ import random
 import pytest
 
 import harness
-from harness import KafkaBroker, RedisServer, Service, free_port, unique_name
+from harness import KafkaBroker, KafkaCluster, RedisServer, Service, free_port, unique_name
 
 SEED = int(os.environ.get("PH_SEED") or random.SystemRandom().randrange(2**32))
 
@@ -69,6 +70,16 @@ def kafka(tmp_path_factory):
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory):
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

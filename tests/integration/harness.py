@@ -166,6 +166,9 @@ class KafkaBroker:
     """A single-node Kafka (scripts/kafka.sh) on a free port with its data in `dir`. stop()/start()
     and kill9()/start() keep the same port and data, as a restarted production broker would."""
 
+    replication_factor = 1
+    topic_config = {}  # defaults of every topic create_topic makes
+
     def __init__(self, dir):
         self.dir, self.port = Path(dir), free_port()
         self.bootstrap = f"{HOST}:{self.port}"
@@ -197,8 +200,10 @@ class KafkaBroker:
     def create_topic(self, name, partitions=4, config=None):
         """Create a topic and wait until it is usable: every partition's leader answers (metadata can
         name a leader before it serves)."""
-        futures = self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
-                                                     config=config or {})], operation_timeout=scaled(10))
+        futures = self.admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                                     replication_factor=self.replication_factor,
+                                                     config={**self.topic_config, **(config or {})})],
+                                           operation_timeout=scaled(10))
         futures[name].result(timeout=scaled(15))
         c = self._consumer()
         try:
@@ -269,6 +274,70 @@ class KafkaBroker:
             return sorted(records, key=lambda r: (r.partition, r.offset))
         finally:
             c.close()
+
+
+class KafkaCluster(KafkaBroker):
+    """Three Kafka brokers in one KRaft cluster (scripts/kafka.sh cluster-start) on free ports, node N
+    (1..3) with its data in `dir`/nodeN. Topics get three replicas and min.insync.replicas=2, so a
+    write acknowledged with acks=all is on two brokers. kill9(n)/start_node(n) keep a node's port
+    and data. The reading and producing helpers are KafkaBroker's, on the whole bootstrap list."""
+
+    replication_factor = 3
+    topic_config = {"min.insync.replicas": "2"}
+    NODES = (1, 2, 3)
+
+    def __init__(self, dir):
+        self.dir = Path(dir)
+        self.ports = []
+        while len(self.ports) < 3:
+            port = free_port()
+            if port not in self.ports:
+                self.ports.append(port)
+        self.bootstrap = ",".join(f"{HOST}:{p}" for p in self.ports)
+        self.up = set()
+        self._admin = self._producer = None
+
+    @property
+    def running(self):
+        return self.up == set(self.NODES)
+
+    def start(self):
+        self.up = set(self.NODES)  # set first: a half-started cluster is still stopped at teardown
+        _script("kafka.sh", "cluster-start", self.dir, ",".join(map(str, self.ports)), timeout=180)
+
+    @property
+    def admin(self):
+        # connection errors to a node the test killed are expected: only worse is logged
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 2})
+        return self._admin
+
+    def stop(self):
+        self._admin = self._producer = None  # no client left reconnecting to the stopped nodes
+        _script("kafka.sh", "cluster-stop", self.dir, timeout=120)
+        self.up = set()
+
+    def kill9(self, node):
+        """SIGKILL node `node` (1..3)."""
+        _script("kafka.sh", "kill9", self.dir / f"node{node}", timeout=30)
+        self.up.discard(node)
+
+    def start_node(self, node):
+        """Start a stopped or killed node again; returns once it is registered with the controllers."""
+        _script("kafka.sh", "node-start", self.dir / f"node{node}", timeout=120)
+        self.up.add(node)
+
+    def ensure_up(self):
+        for node in self.NODES:
+            if node not in self.up:
+                self.start_node(node)
+
+    def partitions(self, topic):
+        """{partition: (leader, replicas, isrs)} from a fresh metadata request (leader -1: none)."""
+        meta = self.admin.list_topics(topic, timeout=scaled(5)).topics[topic]
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        return {p: (m.leader, list(m.replicas), list(m.isrs)) for p, m in meta.partitions.items()}
 
 
 class Service:
