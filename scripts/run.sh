@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# run.sh — run the whole playhead stack locally, in the foreground, until Ctrl-C.
+# run.sh [--cluster] — run the whole playhead stack locally, in the foreground, until Ctrl-C.
 # Builds (scripts/setup.sh), starts Redis on :6379 and Kafka on :9092 with their data under
 # ${PLAYHEAD_RUN_DIR:-<repo>/.run} (kept between runs), creates the topic playhead.positions
 # (8 partitions), then playhead-ingest (:8080), playhead-consumer and playhead-api (:8081) with
 # their defaults. Logs: <run dir>/*.log. Ctrl-C (or any service exiting) stops all it started.
+# --cluster: the scaled-out stack instead (docs/scaling.md): three Kafka brokers (:9192-9194, the
+# topic with three replicas, min.insync.replicas=2), a Redis Cluster of three masters with one
+# replica each (:7100-7105, scripts/redis.sh cluster-start), and two consumers in one group
+# (metrics on :9464 and :9465); data under <run dir>/kafka-cluster and <run dir>/redis-cluster.
 # Development mode (--auth=dev) by default. PLAYHEAD_AUTH=jwt PLAYHEAD_JWT_SECRET=<secret> runs
 # ingest and api in JWT mode, mints a token for the demo user (PLAYHEAD_DEMO_USER, default alice)
 # with scripts/mint-token and prints the demo URL carrying it (#token=..., valid 24 h).
@@ -16,7 +20,30 @@ source scripts/lib.sh
 
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }'; }
 
-for port in 6379 9092 8080 8081 9464; do
+cluster=0
+for arg; do
+    case $arg in
+    --cluster) cluster=1 ;;
+    *) echo "usage: $0 [--cluster]" >&2; exit 2 ;;
+    esac
+done
+if ((cluster)); then
+    kafka_ports=9192,9193,9194 brokers=127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194 rf=3
+    consumers=(consumer consumer-2) metrics=(9464 9465)
+    if grep -q 'cluster-start' scripts/redis.sh; then
+        redis_kind=cluster redis_url=redis+cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102
+        ports=(7100 7101 7102 7103 7104 7105)
+    else # until the Redis Cluster support is in: the rest of the cluster stack on one Redis
+        echo "run.sh: scripts/redis.sh has no cluster-start here; using a single Redis on :7100" >&2
+        redis_kind=single redis_url=redis://127.0.0.1:7100 ports=(7100)
+    fi
+    ports+=(9192 9193 9194 8080 8081 9464 9465)
+else
+    kafka_ports=9092 brokers=127.0.0.1:9092 rf=1 consumers=(consumer) metrics=(9464)
+    redis_kind=single redis_url=redis://127.0.0.1:6379 ports=(6379 9092 8080 8081 9464)
+fi
+
+for port in "${ports[@]}"; do
     port_open "$port" && die "port $port is already in use (see: ss -ltnp 'sport = :$port'); stop that first"
 done
 
@@ -34,6 +61,39 @@ for name in ingest consumer api; do
 done
 
 pids=() names=() redis_up=0 kafka_up=0
+# start_redis / stop_redis / start_kafka / stop_kafka: the engines of the chosen stack
+start_redis() {
+    if ((cluster == 0)); then
+        scripts/redis.sh start "$run/redis" 6379
+    elif [[ $redis_kind == cluster ]]; then
+        scripts/redis.sh cluster-start "$run/redis-cluster" 7100 3 1
+    else
+        scripts/redis.sh start "$run/redis-cluster" 7100
+    fi
+}
+stop_redis() {
+    if ((cluster == 0)); then
+        scripts/redis.sh stop "$run/redis"
+    elif [[ $redis_kind == cluster ]]; then
+        scripts/redis.sh cluster-stop "$run/redis-cluster"
+    else
+        scripts/redis.sh stop "$run/redis-cluster"
+    fi
+}
+start_kafka() {
+    if ((cluster)); then
+        scripts/kafka.sh cluster-start "$run/kafka-cluster" "$kafka_ports"
+    else
+        scripts/kafka.sh start "$run/kafka" 9092
+    fi
+}
+stop_kafka() {
+    if ((cluster)); then
+        scripts/kafka.sh cluster-stop "$run/kafka-cluster"
+    else
+        scripts/kafka.sh stop "$run/kafka"
+    fi
+}
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
     trap - INT TERM EXIT
@@ -42,34 +102,44 @@ cleanup() {
     for i in "${!pids[@]}"; do # in start order: ingest flushes to Kafka before the consumer drains it
         stop_pid "${pids[i]}" 15 || true
     done
-    ((kafka_up == 0)) || scripts/kafka.sh stop "$run/kafka" || true
-    ((redis_up == 0)) || scripts/redis.sh stop "$run/redis" || true
+    ((kafka_up == 0)) || stop_kafka || true
+    ((redis_up == 0)) || stop_redis || true
     echo "run.sh: stopped" >&2
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-redis_up=1 && scripts/redis.sh start "$run/redis" 6379
-kafka_up=1 && scripts/kafka.sh start "$run/kafka" 9092
-scripts/kafka.sh create-topic 9092 playhead.positions 8 >/dev/null
-scripts/kafka.sh create-topic 9092 playhead.positions.dlq 1 >/dev/null # poison messages, with the reason in headers
+redis_up=1 && start_redis
+kafka_up=1 && start_kafka
+# the replay window (7 days), and with --cluster three replicas with min.insync.replicas=2
+scripts/kafka.sh create-topic "$kafka_ports" playhead.positions 8 604800000 "$rf" >/dev/null
+# poison messages, with the reason in headers
+scripts/kafka.sh create-topic "$kafka_ports" playhead.positions.dlq 1 604800000 "$rf" >/dev/null
 
 # shellcheck disable=SC2317 # called by wait_ready
 healthz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/healthz"; }
 # Development mode (--auth=dev): the services trust the user named in each request. JWT mode
 # (--auth=jwt): they read PLAYHEAD_JWT_SECRET from the environment (see the README's security section).
 declare -A args=([ingest]="--auth=$auth" [consumer]="" [api]="--auth=$auth --demo-dir=demo")
-for name in ingest consumer api; do
+if ((cluster)); then # one group (the default, playhead-consumer): Kafka splits the partitions among its members
+    # ingest spools to a folder of its own, for these brokers only
+    args[ingest]+=" --brokers=$brokers --spool-dir=$run/spool-cluster" args[api]+=" --redis=$redis_url"
+    for i in "${!consumers[@]}"; do
+        args[${consumers[i]}]="--brokers=$brokers --redis=$redis_url --metrics-listen=127.0.0.1:${metrics[i]}"
+    done
+fi
+for name in ingest "${consumers[@]}" api; do
     # shellcheck disable=SC2086 # args are space-separated flags
-    "build/$name/playhead-$name" ${args[$name]} </dev/null >>"$run/$name.log" 2>&1 &
+    "build/${name%-*}/playhead-${name%-*}" ${args[$name]} </dev/null >>"$run/$name.log" 2>&1 &
     pids+=($!) names+=("$name")
 done
 wait_ready 30 playhead-ingest "${pids[0]}" "$run/ingest.log" healthz 8080
-wait_ready 30 playhead-api "${pids[2]}" "$run/api.log" healthz 8081
+wait_ready 30 playhead-api "${pids[-1]}" "$run/api.log" healthz 8081
 # shellcheck disable=SC2317 # called by wait_ready
 readyz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/readyz"; }
-wait_ready 30 playhead-consumer "${pids[1]}" "$run/consumer.log" readyz 9464
-alive "${pids[1]}" || { tail -n 30 "$run/consumer.log" >&2; die "playhead-consumer exited during start-up"; }
+for i in "${!consumers[@]}"; do
+    wait_ready 30 "playhead-${consumers[i]}" "${pids[i + 1]}" "$run/${consumers[i]}.log" readyz "${metrics[i]}"
+done
 
 if [[ $auth == jwt ]]; then
     token=$(scripts/mint-token "$demo_user" --ttl 86400)
@@ -81,6 +151,13 @@ else
     mode="DEVELOPMENT MODE (--auth=dev): requests are trusted to name their own user; do not expose these ports."
     demo="http://127.0.0.1:8081/?user=$demo_user" bearer= note=
 fi
+if ((cluster)); then
+    engines="  kafka   $brokers, topic playhead.positions (3 replicas, min.insync.replicas=2)
+  redis   $redis_url
+  consumers in group playhead-consumer: metrics http://127.0.0.1:9464/metrics, http://127.0.0.1:9465/metrics"
+else
+    engines="  kafka   127.0.0.1:9092, topic playhead.positions      redis   127.0.0.1:6379"
+fi
 cat <<MSG
 
 playhead is up in $(since "$t0") ($(since "$t1") after the build). Logs and data: $run
@@ -89,7 +166,7 @@ $mode
   api     http://127.0.0.1:8081   (GET /healthz)
   demo    $demo   (player)
           http://127.0.0.1:8081/dashboard   (live metrics)
-  kafka   127.0.0.1:9092, topic playhead.positions      redis   127.0.0.1:6379
+$engines
 Try:$note
   curl -X POST http://127.0.0.1:8080/v1/positions -H 'Content-Type: application/json'$bearer \\
        -d '{"user_id":"$demo_user","video_id":"v1","position":42.5}'
