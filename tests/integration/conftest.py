@@ -1,8 +1,8 @@
 """pytest fixtures for playhead's integration tests (the pieces themselves are in harness.py).
 
-Session:  `redis_server` (one redis-server), `kafka` (one Kafka broker), and `kafka_cluster` (three
-          brokers, started only by the tests that ask for it); all stopped at the end, even after a
-          failure or Ctrl-C.
+Session:  `redis_server` (one redis-server), `kafka` (one Kafka broker); both stopped at the end,
+          even after a failure or Ctrl-C.
+Module:   `kafka_cluster` (three brokers in one KRaft cluster), for the modules that ask for it.
 Per test: `redis` (client to a freshly FLUSHALLed Redis), `topic` (a new 4-partition topic),
           `group` (a new consumer group name), and the factories `ingest`, `consumer`, `api`,
           which start the binaries from $PH_BUILD_DIR wired to all of the above, e.g.
@@ -72,8 +72,10 @@ def kafka(tmp_path_factory):
         broker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kafka_cluster(tmp_path_factory):
+    """Three brokers for one module's tests: started once, stopped after the module (three JVMs are
+    too much memory to keep for the rest of the session)."""
     cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"))
     try:
         cluster.start()

@@ -1,7 +1,7 @@
 """A replicated Kafka (three brokers, topics with three replicas and min.insync.replicas=2) losing a
 node, and a consumer group losing a member, under load: nothing acknowledged is lost.
 
-The cluster (`kafka_cluster`) is started once per session. Each test posts events continuously to
+The cluster (`kafka_cluster`) is started once for the module. Each test posts events continuously to
 ingest from a few sender threads; every event is a distinct (user, video) with a known position, and
 the test records the time of every 2xx. The oracle at the end: every acknowledged event is in Redis
 with its own timestamp and position, and everything in Redis is an event that was sent.
@@ -259,7 +259,13 @@ def test_consumer_sigkill_group_takes_over(kafka_cluster, stack, redis):
                interval=0.5)
     third = start("consumer")
 
+    seen = {}
+
     def both_idle():
-        a, b = lag(first), lag(third)
+        seen["survivor"], seen["new member"] = a, b = lag(first), lag(third)
         return a and b and set(a) | set(b) == set(range(PARTITIONS)) and sum(a.values()) + sum(b.values()) == 0
-    wait_until(both_idle, 40, "partitions split between the survivor and the new member, lag 0 on all", interval=0.2)
+    try:
+        wait_until(both_idle, 40, "partitions split between the survivor and the new member, lag 0 on all",
+                   interval=0.2)
+    except TimeoutError as e:
+        raise AssertionError(f"{e}; lag per partition: {seen}") from None
