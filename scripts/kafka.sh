@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# kafka.sh — a throw-away single-node Apache Kafka (KRaft) for running and testing playhead locally.
+# kafka.sh — a throw-away Apache Kafka (KRaft), one node or a cluster of three, for running and testing playhead locally.
 #   kafka.sh fetch                        download Kafka's jars from Maven Central into the cache (once)
 #   kafka.sh start DIR PORT               start a broker on 127.0.0.1:PORT with config, data and logs in DIR
-#   kafka.sh stop DIR | kill9 DIR         stop it (SIGTERM, then SIGKILL after a deadline) | kill it hard
+#   kafka.sh stop DIR | kill9 DIR         stop it (SIGTERM, then SIGKILL after a deadline) | kill it hard (DIR/nodeN: one cluster node)
 #   kafka.sh create-topic BOOTSTRAP NAME PARTITIONS [RETENTION_MS [REPLICATION_FACTOR]]
 #   kafka.sh cluster-start DIR PORT1,PORT2,PORT3   three brokers (node DIR/node1..3) forming one KRaft cluster
 #   kafka.sh cluster-stop DIR             stop the three (in parallel)
