@@ -46,7 +46,7 @@ ph_redis_redirect_t ph_redis_parse_redirect(const char *err, size_t len, int *sl
     if (p == end || *p != ' ')
         return PH_REDIS_REDIRECT_NONE;
     ++p;
-    if (p < end && *p == ':') { /* ":port": the host of the node that answered */
+    if (p < end && *p == ':' && memchr(p + 1, ':', (size_t)(end - p - 1)) == NULL) { /* ":port": the node that answered */
         addr->host[0] = '\0';
         ph_redis_addr_t tmp;
         char buf[16];
