@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <openssl/evp.h>
 #include "redis_node.h"
 #include "playhead/redis_.h"
@@ -295,66 +294,6 @@ static void on_map_tick(uv_timer_t *timer)
 
 /* ---------------------------------------------------------------- routing */
 
-/* The idx-th argument of a RESP command. Returns 0, or -1 when there is none. */
-static int resp_arg(const char *buf, size_t len, int idx, const char **arg, size_t *arglen)
-{
-    const char *p = buf, *end = buf + len;
-    if (p == end || *p != '*')
-        return -1;
-    long argc = strtol(p + 1, NULL, 10);
-    if (idx >= argc)
-        return -1;
-    if ((p = memchr(p, '\n', (size_t)(end - p))) == NULL)
-        return -1;
-    ++p;
-    for (int i = 0; i <= idx; ++i) {
-        if (p >= end || *p != '$')
-            return -1;
-        long n = strtol(p + 1, NULL, 10);
-        if ((p = memchr(p, '\n', (size_t)(end - p))) == NULL || n < 0 || (size_t)(end - p) < (size_t)n + 3)
-            return -1;
-        ++p;
-        if (i == idx) {
-            *arg = p;
-            *arglen = (size_t)n;
-            return 0;
-        }
-        p += n + 2;
-    }
-    return -1;
-}
-
-static int is_cmd(const char *name, size_t len, const char *want)
-{
-    return strlen(want) == len && strncasecmp(name, want, len) == 0;
-}
-
-/* The slot of the command's first key, or -1 for a command without a key. */
-static int command_slot(const char *buf, size_t len)
-{
-    static const char *const keyless[] = {"DBSIZE", "PING",    "INFO", "FLUSHALL", "FLUSHDB", "SCRIPT",
-                                          "WAIT",   "CLUSTER", "TIME", "READONLY", "ASKING",  "CONFIG"};
-    const char *name, *key;
-    size_t name_len, key_len;
-    if (resp_arg(buf, len, 0, &name, &name_len) != 0)
-        return -1;
-    for (size_t i = 0; i < sizeof(keyless) / sizeof(keyless[0]); ++i)
-        if (is_cmd(name, name_len, keyless[i]))
-            return -1;
-    int key_at = 1;
-    if (is_cmd(name, name_len, "EVALSHA") || is_cmd(name, name_len, "EVAL") || is_cmd(name, name_len, "EVALSHA_RO") ||
-        is_cmd(name, name_len, "EVAL_RO")) {
-        const char *nk;
-        size_t nk_len;
-        if (resp_arg(buf, len, 2, &nk, &nk_len) != 0 || nk_len == 0 || nk[0] == '0')
-            return -1;
-        key_at = 3;
-    }
-    if (resp_arg(buf, len, key_at, &key, &key_len) != 0)
-        return -1;
-    return ph_redis_key_slot(key, key_len);
-}
-
 /* The node a keyed command goes to now, or NULL when it cannot be sent yet. */
 static entry_t *route(ph_redis_t *r, rcmd_t *c)
 {
@@ -549,7 +488,7 @@ static int submit(ph_redis_t *r, ph_redis_cb cb, void *privdata, char *buf, long
     c->len = (size_t)len;
     c->read = read;
     c->deadline = ph_mono_ms() + r->timeout_ms;
-    c->slot = r->url.cluster ? command_slot(buf, c->len) : 0;
+    c->slot = r->url.cluster ? ph_redis_command_slot(buf, c->len) : 0;
     if (c->slot < 0) {
         if (!ph_redis_ready(r))
             goto Fail;

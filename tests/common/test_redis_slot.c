@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
+#include <stdlib.h>
+#include <hiredis/hiredis.h>
 #include "playhead/redis_slot.h"
 
 static int slot(const char *key)
@@ -107,12 +109,52 @@ static void test_redirects(void **state)
             fail_msg("\"%s\" taken for a redirection", bad[i]);
 }
 
+static int routed(int argc, const char **argv)
+{
+    char *buf = NULL;
+    int len = redisFormatCommandArgv(&buf, argc, argv, NULL);
+    assert_true(len > 0);
+    int slot = ph_redis_command_slot(buf, (size_t)len);
+    free(buf);
+    return slot;
+}
+
+static void test_command_routing(void **state)
+{
+    (void)state;
+    const char *hget[] = {"HGET", "ph:{alice}:v", "film"};
+    assert_int_equal(routed(3, hget), 749);
+    const char *lower[] = {"hget", "ph:{alice}:v", "film"};
+    assert_int_equal(routed(3, lower), 749);
+    /* EVALSHA: the first of its KEYS, not the SHA or the key count */
+    const char *evalsha[] = {"EVALSHA", "0123456789abcdef0123456789abcdef01234567", "2", "ph:{alice}:v", "ph:{alice}:r", "x"};
+    assert_int_equal(routed(6, evalsha), 749);
+    const char *eval[] = {"EVAL", "return 1", "1", "foo"};
+    assert_int_equal(routed(4, eval), 12182);
+    const char *nokeys[] = {"EVALSHA", "0123456789abcdef0123456789abcdef01234567", "0", "arg"};
+    assert_int_equal(routed(4, nokeys), -1);
+    /* keyless commands */
+    static const char *const keyless[] = {"DBSIZE", "PING", "INFO", "FLUSHALL", "SCRIPT", "WAIT", "CLUSTER", "dbsize"};
+    for (size_t i = 0; i < sizeof(keyless) / sizeof(keyless[0]); ++i) {
+        const char *argv[] = {keyless[i], "x"};
+        assert_int_equal(routed(1, argv), -1);
+        assert_int_equal(routed(2, argv), -1);
+    }
+    /* a key with bytes RESP must carry as they are */
+    const char *binary[] = {"GET", "a\r\n{b}"};
+    assert_int_equal(routed(2, binary), ph_redis_key_slot("b", 1));
+    /* not RESP, or cut short */
+    assert_int_equal(ph_redis_command_slot("PING\r\n", 6), -1);
+    assert_int_equal(ph_redis_command_slot("*2\r\n$3\r\nGET\r\n$10\r\nabc", 21), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc16_spec_vector),
         cmocka_unit_test(test_key_slots),
         cmocka_unit_test(test_redirects),
+        cmocka_unit_test(test_command_routing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

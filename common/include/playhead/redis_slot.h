@@ -18,6 +18,11 @@ uint16_t ph_redis_crc16(const char *buf, size_t len);
  * after it, when there are any) or of the whole key, mod 16384. */
 int ph_redis_key_slot(const char *key, size_t len);
 
+/* The slot a command in RESP form (redisFormatCommandArgv) is routed by: that of its first key
+ * (EVALSHA / EVAL: the first of its KEYS, argv[1] for other commands), or -1 for a command
+ * without a key (DBSIZE, PING, INFO, SCRIPT, WAIT, CLUSTER, ...; EVALSHA with 0 keys). */
+int ph_redis_command_slot(const char *resp, size_t len);
+
 typedef enum ph_redis_redirect_e {
     PH_REDIS_REDIRECT_NONE = 0,
     PH_REDIS_REDIRECT_MOVED,
