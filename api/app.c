@@ -4,7 +4,9 @@
  * request whose client went away is told apart from a live one (ph_req_link_t), and where the
  * loop's in-flight count is kept for the graceful stop.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include "app.h"
 #include "playhead/log.h"
@@ -12,6 +14,13 @@
 
 /* Records kept for reuse per loop; beyond this (after a burst) they go back to malloc. */
 #define PH_API_FREELIST_MAX 4096
+
+static void on_redis_fatal(ph_redis_t *r, const char *msg, void *data)
+{
+    (void)r, (void)data;
+    fprintf(stderr, "playhead-api: %s\n", msg);
+    _exit(2);
+}
 
 int ph_api_loop_init(ph_loop_t *loop)
 {
@@ -29,6 +38,11 @@ int ph_api_loop_init(ph_loop_t *loop)
         free(app);
         return -1;
     }
+    /* --redis naming the wrong kind of server: nothing would work (docs/scaling.md) */
+    if (loop->index == 0)
+        ph_redis_set_on_fatal(app->redis, on_redis_fatal, NULL);
+    ph_redis_set_read_from(app->redis, (ph_redis_read_from_t)cfg->redis_read_from);
+    ph_redis_metrics_set((ph_redis_metrics_t *)&api->redis_metrics, loop->index, app->redis);
     loop->app = app;
     if (loop->index == 0) /* one sampler for the process: the figure is Redis's, not the loop's */
         app->sampler = ph_api_sampler_start(&loop->uv, app->redis, api->redis_keys, 1000);
@@ -41,6 +55,7 @@ void ph_api_loop_dispose(ph_loop_t *loop)
     if (app == NULL)
         return;
     ph_api_sampler_stop(app->sampler);
+    ph_redis_metrics_set((ph_redis_metrics_t *)&((const ph_api_t *)loop->server->app)->redis_metrics, loop->index, NULL);
     /* runs the callbacks of commands still pending (with NULL), which return their records below */
     ph_redis_free(app->redis);
     while (app->_free != NULL) {
@@ -117,6 +132,11 @@ static void sent(ph_api_pending_t *p, int rc)
 void ph_api_command(ph_api_pending_t *p, int argc, const char **argv, const size_t *argvlen)
 {
     sent(p, ph_redis_command_argv(p->app->redis, on_redis_reply, p, argc, argv, argvlen));
+}
+
+void ph_api_read(ph_api_pending_t *p, int argc, const char **argv, const size_t *argvlen)
+{
+    sent(p, ph_redis_read_argv(p->app->redis, on_redis_reply, p, argc, argv, argvlen));
 }
 
 void ph_api_evalsha(ph_api_pending_t *p, size_t script, int numkeys, int argc, const char **argv, const size_t *argvlen)

@@ -23,6 +23,7 @@
 #include "playhead/metrics.h"
 #include "playhead/json_.h"
 #include "playhead/redis_.h"
+#include "playhead/redis_metrics.h"
 #include "playhead/server.h"
 #include "sampler.h"
 
@@ -43,6 +44,7 @@ typedef struct ph_api_config_s {
     long long row_min_seconds, row_min_percent; /* the row's minimum watched, see main.c */
     long long stream_limit;
     long long stream_lease_seconds;
+    int redis_read_from; /* ph_redis_read_from_t, for the GET routes' plain reads */
 } ph_api_config_t;
 
 /* Program-wide state (server->app). */
@@ -50,7 +52,8 @@ typedef struct ph_api_s {
     ph_api_config_t cfg;
     ph_auth_t auth;
     ph_metrics_t *metrics;
-    ph_gauge_t *redis_keys; /* DBSIZE, sampled every second by loop 0 */
+    ph_gauge_t *redis_keys;           /* DBSIZE, sampled every second by loop 0 */
+    ph_redis_metrics_t redis_metrics; /* per Redis node, over the loops' connections */
 } ph_api_t;
 
 typedef struct ph_api_loop_s ph_api_loop_t;
@@ -101,6 +104,9 @@ ph_api_pending_t *ph_api_pending_new(ph_loop_t *loop, h2o_req_t *req, ph_api_rep
  * this returns); otherwise later, from the loop. Either way `p` belongs to the loop afterwards. */
 void ph_api_command(ph_api_pending_t *p, int argc, const char **argv, const size_t *argvlen);
 void ph_api_evalsha(ph_api_pending_t *p, size_t script, int numkeys, int argc, const char **argv, const size_t *argvlen);
+/* As ph_api_command for a command that only reads: on a cluster it goes where --redis-read-from
+ * says (a replica may lag its master by the replication delay). */
+void ph_api_read(ph_api_pending_t *p, int argc, const char **argv, const size_t *argvlen);
 
 /* The prologue of a request about one user (request.c). */
 

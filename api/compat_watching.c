@@ -64,6 +64,6 @@ int ph_api_compat_watching_get(ph_loop_t *loop, h2o_req_t *req, const ph_params_
     size_t key_len = ph_key(key, sizeof(key), PH_KEY_VIDEOS, p->user, p->user_len);
     const char *argv[] = {"HGET", key, p->video};
     const size_t argvlen[] = {4, key_len, p->video_len};
-    ph_api_command(p, 3, argv, argvlen);
+    ph_api_read(p, 3, argv, argvlen);
     return 0;
 }

@@ -16,6 +16,8 @@
 
 #define PH_API_NAME "playhead-api"
 
+static const char *const read_from_names[] = {"master", "replica", "prefer-replica", NULL};
+
 static const ph_option_t options[] = {
     PH_OPTION_SHARED("listen", "127.0.0.1:8081", ph_api_t, cfg.listen),
     PH_OPTION_SHARED("redis", NULL, ph_api_t, cfg.redis),
@@ -43,6 +45,9 @@ static const ph_option_t options[] = {
      "concurrent streams per user: live leases taken with POST /v1/users/{u}/streams (or POST /user/stream)"},
     {"stream-lease-seconds", PH_OPT_INT, "90", 1, 86400, offsetof(ph_api_t, cfg.stream_lease_seconds),
      "how long a stream lease lives unless refreshed (a repeated POST, or a position event carrying its session_id)"},
+    {"redis-read-from", PH_OPT_ENUM(read_from_names), "master", 0, 0, offsetof(ph_api_t, cfg.redis_read_from),
+     "on a Redis Cluster, where the GET routes' plain reads go: master, replica (READONLY; 503 when none answers) or "
+     "prefer-replica (falls back to the master); replicas lag by the replication delay (docs/scaling.md)"},
     PH_OPTIONS_END,
 };
 
@@ -93,6 +98,7 @@ int main(int argc, char **argv)
     api.metrics = ph_metrics_new();
     api.redis_keys = ph_metrics_gauge(api.metrics, "playhead_redis_keys", "Keys in the Redis database (DBSIZE).", "");
     ph_metrics_process(api.metrics);
+    ph_redis_metrics_init(&api.redis_metrics, api.metrics);
 
     ph_server_t server = {
         .name = PH_API_NAME,

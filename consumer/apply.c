@@ -22,6 +22,7 @@ void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsign
     snprintf(apply->_ttl_ms, sizeof(apply->_ttl_ms), "%" PRIu64, ttl_ms);
     snprintf(apply->_row_max, sizeof(apply->_row_max), "%u", row_max);
     apply->_lease_ms = lease_ms;
+    apply->_min_replicas = 0;
     snprintf(apply->_lease_text, sizeof(apply->_lease_text), "%" PRIu64, lease_ms);
     snprintf(apply->_marker_ttl_ms, sizeof(apply->_marker_ttl_ms), "%" PRIu64, rules->marker_ttl_ms);
     ph_format_double(apply->_ratio, sizeof(apply->_ratio), rules->finished_ratio);
@@ -37,9 +38,46 @@ static void fail(ph_apply_t *apply, const char *why)
     }
 }
 
-static void finish(ph_apply_t *apply)
+void ph_apply_set_min_replicas(ph_apply_t *apply, int n, uint64_t timeout_ms)
+{
+    apply->_min_replicas = n;
+    apply->_wait_timeout_ms = timeout_ms;
+}
+
+static void done(ph_apply_t *apply)
 {
     apply->on_done(apply, !apply->_failed, apply->_failed ? apply->_error : NULL, apply->data);
+}
+
+static void on_waited(ph_redis_t *r, int ok, const char *why, void *privdata)
+{
+    ph_apply_t *apply = privdata;
+    (void)r;
+    if (!ok)
+        fail(apply, why);
+    done(apply);
+}
+
+/* The batch is in Redis; with replicas wanted, it is done once they have it too. */
+static void finish(ph_apply_t *apply)
+{
+    int n = apply->_min_replicas;
+    if (n < 0)
+        n = ph_redis_is_cluster(apply->redis) ? (ph_redis_min_master_replicas(apply->redis) > 0 ? 1 : 0) : 0;
+    if (apply->_failed || n == 0) {
+        done(apply);
+        return;
+    }
+    switch (ph_redis_wait_touched(apply->redis, n, apply->_wait_timeout_ms, on_waited, apply)) {
+    case 0:
+        return;
+    case 1:
+        break;
+    default:
+        fail(apply, "WAIT: a Redis master written to is not connected");
+        break;
+    }
+    done(apply);
 }
 
 static void on_reply(ph_redis_t *r, redisReply *reply, void *privdata)
@@ -142,6 +180,7 @@ void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
     apply->_error[0] = '\0';
     apply->_pending = 0;
     apply->_starting = 1;
+    ph_redis_mark(apply->redis);
 
     for (size_t i = 0; i < n; ++i) {
         const ph_event_t *ev = &winners[i];

@@ -41,6 +41,8 @@ struct ph_apply_s {
     char _lease_text[24];
     char _ttl_ms[24], _row_max[24], _marker_ttl_ms[24], _ratio[32], _remaining[32];
     int64_t _horizon_ms; /* marker lifetime minus the clamp window */
+    int _min_replicas;   /* WAIT for this many replicas before on_done; -1: auto (see below) */
+    uint64_t _wait_timeout_ms;
     size_t _pending;
     int _starting;
     int _failed;
@@ -51,6 +53,12 @@ struct ph_apply_s {
  * `lease_ms` is the api's stream-lease-seconds in ms; 0 sends no heartbeats (replays do not). */
 void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsigned row_max, uint64_t lease_ms,
                    const ph_apply_rules_t *rules, ph_apply_done_cb on_done, void *data);
+
+/* Replication before on_done(ok): after every command of a batch succeeded, `WAIT n timeout_ms`
+ * on every Redis master the batch wrote to; fewer than n replicas acknowledging fails the batch
+ * (it is applied again: LWW makes that harmless). n = -1: 1 on a cluster whose masters all have
+ * replicas, else 0 (a single Redis). 0: no WAIT. */
+void ph_apply_set_min_replicas(ph_apply_t *apply, int n, uint64_t timeout_ms);
 
 /* Sends one EVALSHA per event of winners[0..n) (at most one per (user, video), see coalesce.h:
  * Redis runs them in order, so two events of one key would still converge, but that is wasted work).

@@ -635,6 +635,7 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
     ph_coalesce_init(&c->table, rng_next(c));
     /* a replay is history: it keeps no stream alive */
     ph_apply_init(&c->apply, cfg->redis, cfg->ttl_ms, cfg->row_max, cfg->replay ? 0 : cfg->lease_ms, &cfg->rules, on_applied, c);
+    ph_apply_set_min_replicas(&c->apply, cfg->min_replicas, cfg->wait_timeout_ms);
 
     if ((conf = make_conf(c, errstr, errstr_size)) == NULL)
         goto Error;

@@ -52,6 +52,8 @@ typedef struct ph_consumer_config_s {
     unsigned row_max;                    /* entries kept in each part of a user's row */
     uint64_t lease_ms;                   /* stream lease extended by an event's session_id; 0: none */
     ph_apply_rules_t rules;              /* erase markers and finished thresholds (apply.h) */
+    int min_replicas;                    /* WAIT for this many Redis replicas per batch; -1: auto (apply.h) */
+    uint64_t wait_timeout_ms;            /* how long WAIT waits for them */
     uint64_t stop_grace_ms;              /* how long a stop waits for the batch in hand */
     uint64_t close_timeout_ms;           /* how long ph_consumer_free waits for dead-letter acks, then to leave the group */
     int replay;                          /* replay mode (replay.h): no group, stop at the end */

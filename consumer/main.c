@@ -33,6 +33,7 @@ typedef struct config_s {
     const char *group;
     const char *redis;
     long long redis_timeout_ms;
+    const char *redis_min_replicas;
     long long ttl_seconds;
     long long row_max;
     long long batch_max;
@@ -70,6 +71,14 @@ static int valid_script(const char *name, char *why, size_t why_size)
     return ph_option_check(found, why, why_size, "is not the name of a script (apply, row, stream_start, ...)");
 }
 
+static int valid_min_replicas(const char *value, char *why, size_t why_size)
+{
+    char *end;
+    long n = strtol(value, &end, 10);
+    int ok = strcmp(value, "auto") == 0 || (end != value && *end == '\0' && n >= -1 && n <= 16);
+    return ph_option_check(ok, why, why_size, "is not 'auto', -1 or a number of replicas 0..16");
+}
+
 static const ph_option_t options[] = {
     {"brokers", PH_OPT_VALID(ph_option_valid_nonempty), "127.0.0.1:9092", 0, 0, offsetof(config_t, brokers),
      "Kafka bootstrap servers"},
@@ -82,6 +91,10 @@ static const ph_option_t options[] = {
     PH_OPTION_SHARED("redis", NULL, config_t, redis),
     {"redis-timeout-ms", PH_OPT_INT, "5000", 100, 600000, offsetof(config_t, redis_timeout_ms),
      "a Redis command not answered within this time fails, and its batch is retried"},
+    {"redis-min-replicas", PH_OPT_VALID(valid_min_replicas), "auto", 0, 0, offsetof(config_t, redis_min_replicas),
+     "before committing a batch's offsets, WAIT until this many replicas of every Redis master it wrote to have it "
+     "(fewer: the batch is applied again); auto or -1: 1 on a cluster whose masters have replicas, 0 on a single Redis "
+     "(docs/scaling.md)"},
     {"ttl-seconds", PH_OPT_INT, "5184000", 1, 315360000, offsetof(config_t, ttl_seconds),
      "a user's positions expire this long after their last write (default 60 days)"},
     {"row-max", PH_OPT_INT, "100", 1, 1000, offsetof(config_t, row_max),
@@ -143,6 +156,14 @@ static int print_and_exit(const config_t *cfg, int64_t replay_from)
     int code = ph_kafka_conf_print(conf, stdout) == 0 ? 0 : 1;
     rd_kafka_conf_destroy(conf);
     return code;
+}
+
+/* The --redis URL contradicts the server (docs/scaling.md): nothing could work, stop now. */
+static void on_redis_fatal(ph_redis_t *r, const char *msg, void *data)
+{
+    (void)r, (void)data;
+    fprintf(stderr, "playhead-consumer: %s\n", msg);
+    _exit(2);
 }
 
 static void on_late_signal(int signum)
@@ -241,6 +262,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "playhead-consumer: %s\n", errstr);
         goto Exit_loop;
     }
+    ph_redis_set_on_fatal(app.redis, on_redis_fatal, NULL);
     ph_consumer_config_t ccfg = {
         .brokers = cfg.brokers,
         .topic = cfg.topic,
@@ -253,6 +275,8 @@ int main(int argc, char **argv)
         .row_max = (unsigned)cfg.row_max,
         .lease_ms = (uint64_t)cfg.stream_lease_seconds * 1000,
         .rules = rules,
+        .min_replicas = strcmp(cfg.redis_min_replicas, "auto") == 0 ? -1 : atoi(cfg.redis_min_replicas),
+        .wait_timeout_ms = (uint64_t)cfg.redis_timeout_ms / 2,
         .stop_grace_ms = STOP_GRACE_MS,
         .close_timeout_ms = CLOSE_TIMEOUT_MS,
         .replay = replay_from != PH_REPLAY_OFF,

@@ -14,6 +14,7 @@
 #include "playhead/kafka_.h"
 #include "playhead/log.h"
 #include "playhead/metrics.h"
+#include "playhead/redis_metrics.h"
 #include "playhead/server.h"
 #include "stats.h"
 
@@ -27,6 +28,7 @@ struct ph_stats_s {
     /* borrowed while sampling (redis) and until ph_stats_stop (rk, read by the listener's thread) */
     rd_kafka_t *rk;
     ph_redis_t *redis;
+    ph_redis_metrics_t redis_metrics; /* per node, from `redis` */
     uv_timer_t sample_timer;
     int sampling;
     /* the listener */
@@ -95,6 +97,7 @@ ph_stats_t *ph_stats_new(void)
         abort();
     ph_metrics_t *m = stats->metrics = ph_metrics_new();
     ph_consumer_metrics_t *s = &stats->series;
+    ph_redis_metrics_init(&stats->redis_metrics, m);
     static const double batch_bounds[] = {1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000};
     s->events_applied =
         ph_metrics_counter(m, "playhead_consumer_events_applied_total", "Valid events in batches applied to Redis.", "");
@@ -171,6 +174,7 @@ int ph_stats_start(ph_stats_t *s, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *r
 {
     s->rk = rk;
     s->redis = redis;
+    ph_redis_metrics_set(&s->redis_metrics, 0, redis);
     s->watch = ph_kafka_watch_start(rk, topic, 1000);
     s->server = (ph_server_t){
         .name = "consumer-metrics",
@@ -202,6 +206,7 @@ void ph_stats_close(ph_stats_t *s)
     if (!s->sampling)
         return;
     s->sampling = 0;
+    ph_redis_metrics_set(&s->redis_metrics, 0, NULL); /* the connection is freed next */
     uv_close((uv_handle_t *)&s->sample_timer, NULL);
 }
 

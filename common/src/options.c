@@ -39,7 +39,8 @@ int ph_option_valid_redis_url(const char *value, char *why, size_t why_size)
     ph_redis_url_t url;
     /* checked at start, so that a bad URL stops it instead of failing in every loop */
     return ph_option_check(ph_redis_url_parse(value, &url) == 0, why, why_size,
-                           "is not a Redis URL (redis://[:password@]host[:port][/db])");
+                           "is not a Redis URL (redis://[:password@]host[:port][/db] or "
+                           "redis+cluster://[:password@]host:port[,host:port...])");
 }
 
 /* in the order of ph_log_level_t */
@@ -62,6 +63,7 @@ const ph_option_t ph_shared_options[] = {
      "comma-separated origins allowed by CORS (the demo's origin where it calls this port); \"\" for none"},
     {"log-level", PH_OPT_ENUM(log_levels), "info", 0, 0, 0, "least severe log lines written"},
     {"redis", PH_OPT_VALID(ph_option_valid_redis_url), "redis://127.0.0.1:6379", 0, 0, 0,
-     "Redis URL redis://[:password@]host[:port][/db]"},
+     "Redis URL: redis://[:password@]host[:port][/db] for one Redis, or redis+cluster://[:password@]host:port[,host:port...] "
+     "for a Redis Cluster reached through these seeds (docs/scaling.md)"},
     PH_OPTIONS_END,
 };

@@ -63,6 +63,25 @@ def redis(redis_server):
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_server(tmp_path_factory):
+    """A Redis Cluster of 3 masters with 1 replica each, started once per session when a test asks."""
+    cluster = harness.RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_server):
+    """The session's cluster, every node up and healthy, every master empty."""
+    redis_cluster_server.ensure_up()
+    redis_cluster_server.flushall()
+    return redis_cluster_server
+
+
+@pytest.fixture(scope="session")
 def kafka(tmp_path_factory):
     broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
     try:

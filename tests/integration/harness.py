@@ -9,6 +9,7 @@ these pieces together; tests import the helpers from here (`from harness import 
 import http.client as httplib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -145,6 +146,119 @@ class RedisServer:
         """A redis.Redis client with str replies and a scaled socket timeout."""
         kw.setdefault("socket_timeout", scaled(5))
         return redis_py.Redis(host=self.host, port=self.port, decode_responses=True, **kw)
+
+
+class RedisCluster:
+    """A Redis Cluster (scripts/redis.sh cluster-start) of `masters` masters with `replicas` replicas
+    each, on consecutive free ports (their bus ports, +10000, free too), node files in `dir`/<port>."""
+
+    def __init__(self, dir, masters=3, replicas=1):
+        self.dir, self.host, self.masters_count, self.replicas = Path(dir), HOST, masters, replicas
+        n = masters * (1 + replicas)
+        for _ in range(200):
+            base = random.randrange(20000, 29000)
+            if all(_port_free(p) and _port_free(p + 10000) for p in range(base, base + n)):
+                break
+        else:
+            raise RuntimeError("no free range of ports for the Redis Cluster")
+        self.ports = list(range(base, base + n))
+        self.url = "redis+cluster://" + ",".join(f"{HOST}:{p}" for p in self.ports[:2])
+        self.running = False
+
+    def start(self):
+        self.running = True
+        _script("redis.sh", "cluster-start", self.dir, self.ports[0], self.masters_count, self.replicas, timeout=90)
+
+    def stop(self):
+        _script("redis.sh", "cluster-stop", self.dir, timeout=120)
+        self.running = False
+
+    def client(self, port, **kw):
+        kw.setdefault("socket_timeout", scaled(5))
+        return redis_py.Redis(host=self.host, port=port, decode_responses=True, **kw)
+
+    def pid(self, port):
+        return _pid(self.dir / str(port) / "redis.pid")
+
+    def alive(self, port):
+        try:
+            return self.client(port, socket_timeout=1).ping()
+        except redis_py.RedisError:
+            return False
+
+    def kill9(self, port):
+        os.kill(self.pid(port), signal.SIGKILL)
+        wait_until(lambda: not self.alive(port), 10, f"Redis {port} dead")
+
+    def node_start(self, port):
+        _script("redis.sh", "cluster-node-start", self.dir, port, timeout=30)
+
+    def nodes(self):
+        """CLUSTER NODES as seen by a live node: [{id, port, role, master_id, slots: [(lo, hi)], ok}]."""
+        for port in self.ports:
+            if not self.alive(port):
+                continue
+            out = []
+            for line in self.client(port).execute_command("CLUSTER", "NODES").splitlines():
+                f = line.split()
+                slots = []
+                for r in f[8:]:
+                    if r.startswith("["):
+                        continue
+                    lo, _, hi = r.partition("-")
+                    slots.append((int(lo), int(hi or lo)))
+                out.append({"id": f[0], "port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                            "role": "master" if "master" in f[2] else "replica", "master_id": f[3],
+                            "slots": slots, "ok": "fail" not in f[2] and f[7] == "connected"})
+            return out
+        raise RuntimeError("no Redis Cluster node answers")
+
+    def master_ports(self):
+        return sorted(n["port"] for n in self.nodes() if n["role"] == "master" and n["slots"])
+
+    def master_of_slot(self, slot):
+        for n in self.nodes():
+            if n["role"] == "master" and any(lo <= slot <= hi for lo, hi in n["slots"]):
+                return n
+        return None
+
+    def healthy(self):
+        """Every node up and in the cluster, state ok, each master with its replicas attached."""
+        if not all(self.alive(p) for p in self.ports):
+            return False
+        for p in self.ports:
+            info = self.client(p).execute_command("CLUSTER", "INFO")
+            if "cluster_state:ok" not in info:
+                return False
+        nodes = self.nodes()
+        masters = [n for n in nodes if n["role"] == "master" and n["slots"]]
+        return (len(nodes) == len(self.ports) and all(n["ok"] for n in nodes)
+                and len(masters) == self.masters_count
+                and all(sum(r["master_id"] == m["id"] for r in nodes) >= self.replicas for m in masters))
+
+    def ensure_up(self):
+        """Undo what a test may have left: nodes killed (started again, they rejoin as replicas)."""
+        for p in self.ports:
+            if not self.alive(p):
+                self.node_start(p)
+        wait_until(self.healthy, scaled(60), "the Redis Cluster healthy again", interval=0.2,
+                   ignore=(OSError, redis_py.RedisError))
+
+    def flushall(self):
+        for p in self.master_ports():
+            self.client(p).flushall()
+
+    def dbsize(self, port):
+        return self.client(port).dbsize()
+
+
+def _port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass

@@ -74,7 +74,7 @@ int ph_option_check(int ok, char *why, size_t why_size, const char *reason);
 int ph_option_valid_hostport(const char *value, char *why, size_t why_size);          /* host:port, port 1..65535 */
 int ph_option_valid_hostport_or_empty(const char *value, char *why, size_t why_size); /* same, or "" (disabled) */
 int ph_option_valid_nonempty(const char *value, char *why, size_t why_size);          /* anything but "" */
-int ph_option_valid_redis_url(const char *value, char *why, size_t why_size);         /* redis://[:password@]host[:port][/db] */
+int ph_option_valid_redis_url(const char *value, char *why, size_t why_size);         /* redis://... or redis+cluster://... */
 
 #define PH_KAFKA_PROPS_MAX 64
 typedef struct ph_kafka_props_s {

@@ -1,0 +1,400 @@
+"""playhead on a real Redis Cluster (3 masters, 1 replica each, started once per session).
+
+The api and the consumer route every command by the slot of the user's {hash tag}; these tests run
+the whole path (ingest -> Kafka -> consumer -> cluster -> api) with users spread over every slot
+range, then move 1000 slots between masters under load (MOVED / ASK), SIGKILL a master under load
+(its replica takes over; WAIT made every acknowledged event reach it), point the programs at the
+wrong kind of server, and read from replicas. The oracle: every acknowledged (202) event is
+readable through the api afterwards as the LWW winner of what was sent for its key.
+"""
+
+import json
+import random
+import re
+import subprocess
+import threading
+import time
+import http.client as httpclient
+
+import pytest
+
+from harness import HOST, http, scaled, wait_until
+
+T0 = (int(time.time()) - 3600) * 1000
+
+
+def redis_flags(cluster):
+    return {"redis": cluster.url}
+
+
+@pytest.fixture
+def consumer_c(services, tmp_path, kafka, topic, group, redis_cluster):
+    from conftest import _factory
+    from harness import free_port
+    return _factory("consumer", services, tmp_path,
+                    {"brokers": kafka.bootstrap, "topic": topic, "group": group, "redis": redis_cluster.url,
+                     "dlq_topic": f"{topic}.dlq", "metrics_listen": f"{HOST}:{free_port()}"})
+
+
+@pytest.fixture
+def api_c(services, tmp_path, redis_cluster):
+    from conftest import _factory
+    return _factory("api", services, tmp_path, {"redis": redis_cluster.url, "auth": "dev", "row_min_seconds": 0},
+                    http=True)
+
+
+def metrics(url):
+    status, _, text = http("GET", f"{url}/metrics")
+    assert status == 200
+    return text if isinstance(text, str) else text.decode()
+
+
+def node_values(text, name, **labels):
+    """{node: value} of one per-node family, filtered by the other labels given."""
+    out = {}
+    for m in re.finditer(r'^' + name + r'\{([^}]*)\} (\S+)$', text, re.M):
+        lab = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if all(lab.get(k) == v for k, v in labels.items()):
+            out[lab["node"]] = out.get(lab["node"], 0) + float(m.group(2))
+    return out
+
+
+def consumer_metrics_url(svc):
+    return "http://" + svc.args[svc.args.index("--metrics-listen") + 1]
+
+
+class Load:
+    """Posts events with unique increasing ts per key to ingest on a few threads, paced; records
+    every event that got a 202. Readers (optional) GET positions of acknowledged keys and record
+    any status other than 200, 404 (not applied yet) and 503 (storage unavailable)."""
+
+    def __init__(self, ingest_url, users, videos=3, threads=3, batch=5, pace_s=0.01):
+        self.ingest = ingest_url.split("//")[1]
+        self.users, self.videos, self.threads, self.batch, self.pace = users, videos, threads, batch, pace_s
+        self.acked = {}  # (user, video) -> event with the largest ts acknowledged
+        self.counts = {"requests": 0, "202": 0, "503": 0, "other": 0, "events_acked": 0}
+        self.bad_reads = []
+        self.reads = {"200": 0, "404": 0, "503": 0}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ts = T0
+        self.workers = []
+
+    def _next_ts(self):
+        with self.lock:
+            self.ts += 1
+            return self.ts
+
+    def _send(self, rnd):
+        conn = httpclient.HTTPConnection(self.ingest, timeout=scaled(10))
+        while not self.stop.is_set():
+            evs = []
+            for _ in range(self.batch):
+                u, v = rnd.choice(self.users), f"v{rnd.randrange(self.videos)}"
+                evs.append({"user_id": u, "video_id": v, "position": float(rnd.randrange(1, 5000)),
+                            "duration": 6000, "ts": self._next_ts()})
+            try:
+                conn.request("POST", "/v1/positions", json.dumps(evs), {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+            except (OSError, httpclient.HTTPException):
+                conn.close()
+                conn = httpclient.HTTPConnection(self.ingest, timeout=scaled(10))
+                status = 0
+            with self.lock:
+                self.counts["requests"] += 1
+                if status == 202:
+                    self.counts["202"] += 1
+                    self.counts["events_acked"] += len(evs)
+                    for e in evs:
+                        k = (e["user_id"], e["video_id"])
+                        if k not in self.acked or self.acked[k]["ts"] < e["ts"]:
+                            self.acked[k] = e
+                elif status == 503:
+                    self.counts["503"] += 1
+                else:
+                    self.counts["other"] += 1
+            self.stop.wait(self.pace)
+        conn.close()
+
+    def _read(self, api_url, rnd):
+        host = api_url.split("//")[1]
+        conn = httpclient.HTTPConnection(host, timeout=scaled(10))
+        while not self.stop.is_set():
+            with self.lock:
+                keys = list(self.acked) if self.acked else None
+            if keys:
+                u, v = rnd.choice(keys)
+                try:
+                    conn.request("GET", f"/v1/users/{u}/positions/{v}")
+                    resp = conn.getresponse()
+                    resp.read()
+                    status = resp.status
+                except (OSError, httpclient.HTTPException) as e:
+                    conn.close()
+                    conn = httpclient.HTTPConnection(host, timeout=scaled(10))
+                    status = repr(e)
+                with self.lock:
+                    if str(status) in self.reads:
+                        self.reads[str(status)] += 1
+                    else:
+                        self.bad_reads.append(status)
+            self.stop.wait(0.01)
+        conn.close()
+
+    def start(self, api_url=None, readers=0):
+        seed = random.randrange(1 << 30)
+        for i in range(self.threads):
+            self.workers.append(threading.Thread(target=self._send, args=(random.Random(seed + i),), daemon=True))
+        for i in range(readers):
+            self.workers.append(threading.Thread(target=self._read, args=(api_url, random.Random(seed - i)),
+                                                 daemon=True))
+        for t in self.workers:
+            t.start()
+        return self
+
+    def wait_acked(self, n, timeout=60):
+        wait_until(lambda: self.counts["events_acked"] >= n, scaled(timeout), f"{n} events acknowledged")
+
+    def finish(self):
+        self.stop.set()
+        for t in self.workers:
+            t.join(scaled(30))
+        return self
+
+    def missing(self, api_url):
+        """Keys whose acknowledged winner is not what the api returns (yet)."""
+        out = []
+        for (u, v), e in self.acked.items():
+            status, _, body = http("GET", f"{api_url}/v1/users/{u}/positions/{v}")
+            if status != 200 or body["updated_at"] < e["ts"]:
+                out.append(((u, v), status, body, e))
+        return out
+
+    def verify(self, api_url, timeout=90):
+        """Every acknowledged key reads back with at least its largest acknowledged ts (a sent but
+        unacknowledged later event may win: it was sent), and never a ts that was not sent."""
+        left = {}
+
+        def done():
+            left["m"] = self.missing(api_url)
+            return not left["m"]
+        try:
+            wait_until(done, scaled(timeout), "every acknowledged event readable", interval=0.5)
+        except TimeoutError:
+            pytest.fail(f"{len(left['m'])} of {len(self.acked)} keys lack their acknowledged event, "
+                        f"e.g. {left['m'][:3]}")
+        for (u, v), e in random.sample(sorted(self.acked.items()), min(50, len(self.acked))):
+            _, _, body = http("GET", f"{api_url}/v1/users/{u}/positions/{v}")
+            assert body["updated_at"] <= self.ts, body  # nothing invented
+
+
+def spread_users(n, prefix):
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def slot_of(cluster, user):
+    port = cluster.master_ports()[0]
+    return cluster.client(port).execute_command("CLUSTER KEYSLOT", f"ph:{{{user}}}:v")
+
+
+# ---------------------------------------------------------------- (a) end to end over every master
+
+def test_end_to_end_every_master(redis_cluster, ingest, consumer_c, api_c):
+    ing, con, rd = ingest(), consumer_c(), api_c()
+    users = spread_users(300, f"e2e{random.randrange(1000)}-")
+    load = Load(ing.url, users, videos=2, threads=2, batch=20, pace_s=0).start()
+    load.wait_acked(1200)
+    load.finish()
+    print(f"load: {load.counts}")
+    assert load.counts["other"] == 0, load.counts
+    load.verify(rd.url)
+    # keys live on every master
+    sizes = {p: redis_cluster.dbsize(p) for p in redis_cluster.master_ports()}
+    print(f"keys per master: {sizes}")
+    assert len(sizes) == 3 and all(n > 0 for n in sizes.values()), sizes
+    # every route and script on users of every master
+    for user in users[:12]:
+        st, _, body = http("GET", f"{rd.url}/v1/users/{user}/continue-watching")
+        assert st == 200 and len(body["items"]) >= 1, (st, body)
+        st, _, body = http("GET", f"{rd.url}/v1/users/{user}/history")
+        assert st == 200, (st, body)
+        st, _, body = http("GET", f"{rd.url}/v1/users/{user}/export")
+        assert st == 200, (st, body)
+        st, _, body = http("POST", f"{rd.url}/v1/users/{user}/streams", json.dumps({"session_id": "s1"}),
+                           headers={"Content-Type": "application/json"})
+        assert st in (200, 201), (st, body)
+        st, _, body = http("GET", f"{rd.url}/v1/users/{user}/streams")
+        assert st == 200 and "s1" in json.dumps(body), (st, body)
+        st, _, body = http("DELETE", f"{rd.url}/v1/users/{user}/streams/s1")
+        assert st in (200, 204), (st, body)
+    # per-node metrics: commands on every master, from both programs
+    masters = {f"{HOST}:{p}" for p in redis_cluster.master_ports()}
+    for name, url in (("api", rd.url), ("consumer", consumer_metrics_url(con))):
+        cmds = node_values(metrics(url), "playhead_redis_node_commands_total")
+        print(f"{name} commands per node: {cmds}")
+        assert all(cmds.get(m, 0) > 0 for m in masters), (name, cmds)
+        refreshes = node_values(metrics(url), "playhead_redis_node_slot_refreshes_total")
+        assert sum(refreshes.values()) >= 1, refreshes
+
+
+# ---------------------------------------------------------------- (b) resharding under load
+
+def test_resharding_under_load(redis_cluster, ingest, consumer_c, api_c):
+    ing, con, rd = ingest(), consumer_c(), api_c()
+    users = spread_users(400, f"rs{random.randrange(1000)}-")
+    load = Load(ing.url, users, videos=2, threads=2, batch=10, pace_s=0.005).start(rd.url, readers=2)
+    load.wait_acked(1000)
+    nodes = redis_cluster.nodes()
+    masters = sorted((n for n in nodes if n["role"] == "master" and n["slots"]), key=lambda n: n["port"])
+    src, dst = masters[0], masters[1]
+    started = time.monotonic()
+    r = subprocess.run(["redis-cli", "--cluster", "reshard", f"{HOST}:{src['port']}", "--cluster-from", src["id"],
+                        "--cluster-to", dst["id"], "--cluster-slots", "1000", "--cluster-yes"],
+                       capture_output=True, text=True, timeout=scaled(300))
+    took = time.monotonic() - started
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    # keep the load on for as many events again after the move
+    acked_at_move = load.counts["events_acked"]
+    load.wait_acked(acked_at_move + 1000)
+    load.finish()
+    print(f"resharding 1000 slots {src['port']} -> {dst['port']} took {took:.1f}s; load: {load.counts}; "
+          f"reads: {load.reads}")
+    assert load.counts["other"] == 0, load.counts
+    assert not load.bad_reads, load.bad_reads[:10]
+    load.verify(rd.url)
+    redirects = 0
+    for url in (rd.url, consumer_metrics_url(con)):
+        text = metrics(url)
+        moved = sum(node_values(text, "playhead_redis_node_redirects_total", kind="moved").values())
+        ask = sum(node_values(text, "playhead_redis_node_redirects_total", kind="ask").values())
+        print(f"{url}: moved {moved:.0f}, ask {ask:.0f}")
+        redirects += moved + ask
+    assert redirects > 0
+    print(f"acked {load.counts['events_acked']} events, lost 0")
+
+
+# ---------------------------------------------------------------- (c) master SIGKILL under load
+
+def test_master_sigkill_failover(redis_cluster, ingest, consumer_c, api_c):
+    ing, con, rd = ingest(), consumer_c(), api_c()
+    users = spread_users(300, f"fo{random.randrange(1000)}-")
+    load = Load(ing.url, users, videos=2, threads=2, batch=10, pace_s=0.01).start()
+    load.wait_acked(800)
+    # the victim: the master of the first user's slot; a probe user on it, and one on another master
+    victim = redis_cluster.master_of_slot(slot_of(redis_cluster, users[0]))
+    other = next(u for u in users if redis_cluster.master_of_slot(slot_of(redis_cluster, u))["id"] != victim["id"])
+    wait_until(lambda: (users[0], "v0") in load.acked or (users[0], "v1") in load.acked, scaled(30), "probe acked")
+    probe_video = "v0" if (users[0], "v0") in load.acked else "v1"
+    wait_until(lambda: http("GET", f"{rd.url}/v1/users/{users[0]}/positions/{probe_video}")[0] == 200,
+               scaled(30), "probe readable")
+    killed_at = time.monotonic()
+    redis_cluster.kill9(victim["port"])
+    # users on other masters keep being served
+    other_video = next(v for v in ("v0", "v1") if (other, v) in load.acked)
+    for _ in range(20):
+        st = http("GET", f"{rd.url}/v1/users/{other}/positions/{other_video}")[0]
+        assert st == 200, st
+    # the shard serves reads again once the replica is promoted and the api's map says so
+    wait_until(lambda: http("GET", f"{rd.url}/v1/users/{users[0]}/positions/{probe_video}")[0] == 200,
+               scaled(60), "the failed shard serving again", interval=0.05)
+    served_after = time.monotonic() - killed_at
+    # the old master comes back as a replica of the new one: WAIT can be satisfied again
+    redis_cluster.node_start(victim["port"])
+    acked_before = load.counts["events_acked"]
+    load.wait_acked(acked_before + 500, timeout=90)
+    load.finish()
+    print(f"failover: shard served again {served_after:.2f}s after SIGKILL of master {victim['port']}; "
+          f"load: {load.counts}")
+    load.verify(rd.url, timeout=120)
+    print(f"acked {load.counts['events_acked']} events, lost 0")
+    assert load.counts["other"] == 0, load.counts
+
+
+# ---------------------------------------------------------------- (d) mode mismatch
+
+@pytest.mark.parametrize("kind", ["api", "consumer"])
+def test_url_mode_mismatch_stops_the_start(kind, redis_cluster, redis_server, redis, services, tmp_path, kafka):
+    from harness import Service, free_port
+    cases = [(f"redis://{HOST}:{redis_cluster.ports[0]}", "is a Redis Cluster node: use redis+cluster://"),
+             (f"redis+cluster://{HOST}:{redis_server.port}", "is not a Redis Cluster node")]
+    for i, (url, msg) in enumerate(cases):
+        args = ["--redis", url]
+        if kind == "api":
+            args += ["--listen", f"{HOST}:{free_port()}", "--auth", "dev"]
+        else:
+            args += ["--brokers", kafka.bootstrap, "--metrics-listen", "", "--topic", "t-mismatch"]
+        svc = Service(kind, args, tmp_path, name=f"{kind}-mismatch-{i}")
+        services.append(svc)
+        svc.start(ready=False)
+        code = svc.proc.wait(timeout=scaled(20))
+        svc._ended = True
+        err = svc.err.read_text()
+        assert code == 2, (code, err[-1000:])
+        assert msg in err, err[-1000:]
+
+
+# ---------------------------------------------------------------- (e) reads from replicas
+
+def test_read_from_replica_and_fallback(redis_cluster, api_c):
+    user = f"rr{random.randrange(100000)}"
+    key = f"ph:{{{user}}}:v"
+    slot = slot_of(redis_cluster, user)
+    master = redis_cluster.master_of_slot(slot)
+    replica = next(n for n in redis_cluster.nodes() if n["master_id"] == master["id"])
+    m = redis_cluster.client(master["port"])
+    m.hset(key, "film", f"{T0}:{T0}:42:100")
+    assert m.execute_command("WAIT", 1, 5000) >= 1
+    rep_only, prefer, from_master = api_c(redis_read_from="replica"), api_c(redis_read_from="prefer-replica"), api_c()
+    for svc in (rep_only, prefer, from_master):
+        st, _, body = http("GET", f"{svc.url}/v1/users/{user}/positions/film")
+        assert st == 200 and body["position"] == 42, (st, body)
+    rep = f"{HOST}:{replica['port']}"
+    text = metrics(rep_only.url)
+    assert node_values(text, "playhead_redis_node_master").get(rep) == 0, text
+    # replica gone: replica-only answers 503, prefer-replica falls back to the master
+    redis_cluster.kill9(replica["port"])
+    wait_until(lambda: http("GET", f"{rep_only.url}/v1/users/{user}/positions/film")[0] == 503, scaled(20),
+               "replica-only api answering 503 without its replica")
+    for _ in range(10):
+        st, _, body = http("GET", f"{prefer.url}/v1/users/{user}/positions/film")
+        assert st == 200 and body["position"] == 42, (st, body)
+        st, _, body = http("GET", f"{from_master.url}/v1/users/{user}/positions/film")
+        assert st == 200, (st, body)
+    redis_cluster.node_start(replica["port"])
+    wait_until(lambda: http("GET", f"{rep_only.url}/v1/users/{user}/positions/film")[0] == 200, scaled(30),
+               "replica-only api served again once the replica is back")
+
+
+# ---------------------------------------------------------------- WAIT holds the offsets without a replica
+
+def metric_value(url, name):
+    m = re.search(r'^' + name + r' (\S+)$', metrics(url), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_wait_holds_offsets_while_the_shard_has_no_replica(redis_cluster, ingest, consumer_c, api_c):
+    ing, con, rd = ingest(), consumer_c(), api_c()
+    curl = consumer_metrics_url(con)
+    user = f"w{random.randrange(100000)}"
+    master = redis_cluster.master_of_slot(slot_of(redis_cluster, user))
+    replica = next(n for n in redis_cluster.nodes() if n["master_id"] == master["id"])
+    redis_cluster.kill9(replica["port"])
+    st, _, body = http("POST", f"{ing.url}/v1/positions",
+                       {"user_id": user, "video_id": "film", "position": 10.0, "duration": 100, "ts": T0})
+    assert st == 202, (st, body)
+    # applied on the master, but WAIT finds no replica: the batch fails and is retried, uncommitted
+    wait_until(lambda: metric_value(curl, "playhead_consumer_redis_errors_total") >= 2, scaled(30),
+               "the consumer retrying the batch whose WAIT fell short")
+    assert metric_value(curl, "playhead_consumer_batches_total") == 0
+    assert "replicas acknowledged" in con.err.read_text() + con.out.read_text()
+    # the replica back: the batch goes through, and the next ones too
+    redis_cluster.node_start(replica["port"])
+    wait_until(lambda: metric_value(curl, "playhead_consumer_batches_total") >= 1, scaled(60),
+               "the batch committed once the replica is back")
+    st, _, body = http("POST", f"{ing.url}/v1/positions",
+                       {"user_id": user, "video_id": "film", "position": 20.0, "duration": 100, "ts": T0 + 1})
+    assert st == 202, (st, body)
+    wait_until(lambda: http("GET", f"{rd.url}/v1/users/{user}/positions/film")[2].get("position") == 20.0,
+               scaled(30), "the next event applied", ignore=(OSError, AttributeError))
