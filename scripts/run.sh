@@ -7,7 +7,9 @@
 # --cluster: the scaled-out stack instead (docs/scaling.md): three Kafka brokers (:9192-9194, the
 # topic with three replicas, min.insync.replicas=2), a Redis Cluster of three masters with one
 # replica each (:7100-7105, scripts/redis.sh cluster-start), and two consumers in one group
-# (metrics on :9464 and :9465); data under <run dir>/kafka-cluster and <run dir>/redis-cluster.
+# (metrics on :9464 and :9465); data under <run dir>/kafka-cluster and <run dir>/redis-cluster,
+# both made afresh by every --cluster run (the Redis Cluster is created anew, so the group's
+# offsets in an old Kafka would skip what that Redis no longer holds).
 # Development mode (--auth=dev) by default. PLAYHEAD_AUTH=jwt PLAYHEAD_JWT_SECRET=<secret> runs
 # ingest and api in JWT mode, mints a token for the demo user (PLAYHEAD_DEMO_USER, default alice)
 # with scripts/mint-token and prints the demo URL carrying it (#token=..., valid 24 h).
@@ -30,17 +32,11 @@ done
 if ((cluster)); then
     kafka_ports=9192,9193,9194 brokers=127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194 rf=3
     consumers=(consumer consumer-2) metrics=(9464 9465)
-    if grep -q 'cluster-start' scripts/redis.sh; then
-        redis_kind=cluster redis_url=redis+cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102
-        ports=(7100 7101 7102 7103 7104 7105)
-    else # until the Redis Cluster support is in: the rest of the cluster stack on one Redis
-        echo "run.sh: scripts/redis.sh has no cluster-start here; using a single Redis on :7100" >&2
-        redis_kind=single redis_url=redis://127.0.0.1:7100 ports=(7100)
-    fi
-    ports+=(9192 9193 9194 8080 8081 9464 9465)
+    redis_url=redis+cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102
+    ports=(7100 7101 7102 7103 7104 7105 9192 9193 9194 8080 8081 9464 9465)
 else
     kafka_ports=9092 brokers=127.0.0.1:9092 rf=1 consumers=(consumer) metrics=(9464)
-    redis_kind=single redis_url=redis://127.0.0.1:6379 ports=(6379 9092 8080 8081 9464)
+    redis_url=redis://127.0.0.1:6379 ports=(6379 9092 8080 8081 9464)
 fi
 
 for port in "${ports[@]}"; do
@@ -63,25 +59,22 @@ done
 pids=() names=() redis_up=0 kafka_up=0
 # start_redis / stop_redis / start_kafka / stop_kafka: the engines of the chosen stack
 start_redis() {
-    if ((cluster == 0)); then
-        scripts/redis.sh start "$run/redis" 6379
-    elif [[ $redis_kind == cluster ]]; then
+    if ((cluster)); then
         scripts/redis.sh cluster-start "$run/redis-cluster" 7100 3 1
     else
-        scripts/redis.sh start "$run/redis-cluster" 7100
+        scripts/redis.sh start "$run/redis" 6379
     fi
 }
 stop_redis() {
-    if ((cluster == 0)); then
-        scripts/redis.sh stop "$run/redis"
-    elif [[ $redis_kind == cluster ]]; then
+    if ((cluster)); then
         scripts/redis.sh cluster-stop "$run/redis-cluster"
     else
-        scripts/redis.sh stop "$run/redis-cluster"
+        scripts/redis.sh stop "$run/redis"
     fi
 }
 start_kafka() {
     if ((cluster)); then
+        rm -rf "${run:?}/kafka-cluster"
         scripts/kafka.sh cluster-start "$run/kafka-cluster" "$kafka_ports"
     else
         scripts/kafka.sh start "$run/kafka" 9092
