@@ -4,6 +4,7 @@
 #   kafka.sh start DIR PORT               start a broker on 127.0.0.1:PORT with config, data and logs in DIR
 #   kafka.sh stop DIR | kill9 DIR         stop it (SIGTERM, then SIGKILL after a deadline) | kill it hard
 #   kafka.sh create-topic PORT NAME PARTITIONS [RETENTION_MS]
+#   kafka.sh create-state-topic PORT NAME PARTITIONS TTL_MS   compacted state topic (cleanup.policy=compact,delete)
 # RETENTION_MS defaults to 7 days: that is the replay window, how far back a fresh consumer can rebuild Redis.
 # The cache lives outside the checkout: ${PLAYHEAD_CACHE:-$HOME/.cache/playhead}/kafka-3.9.1/libs.
 set -euo pipefail
@@ -91,12 +92,19 @@ create_topic() { # PORT NAME PARTITIONS [RETENTION_MS]
         --topic "$2" --partitions "$3" --replication-factor 1 --config "retention.ms=${4:-604800000}"
 }
 
-usage() { sed -n '2,8s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+create_state_topic() { # PORT NAME PARTITIONS TTL_MS: one live record per key, gone after the consumer's TTL
+    java_cp org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$1" --create --if-not-exists \
+        --topic "$2" --partitions "$3" --replication-factor 1 --config cleanup.policy=compact,delete \
+        --config "retention.ms=$4"
+}
+
+usage() { sed -n '2,9s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 case ${1:-} in
 fetch) (($# == 1)) || usage; fetch ;;
 start) (($# == 3)) || usage; start "$2" "$3" ;;
 stop) (($# == 2)) || usage; stop "$2" ;;
 kill9) (($# == 2)) || usage; kill9 "$2" ;;
 create-topic) (($# == 4 || $# == 5)) || usage; create_topic "${@:2}" ;;
+create-state-topic) (($# == 5)) || usage; create_state_topic "${@:2}" ;;
 *) usage ;;
 esac

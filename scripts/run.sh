@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — run the whole playhead stack locally, in the foreground, until Ctrl-C.
 # Builds (scripts/setup.sh), starts Redis on :6379 and Kafka on :9092 with their data under
-# ${PLAYHEAD_RUN_DIR:-<repo>/.run} (kept between runs), creates the topic playhead.positions
-# (8 partitions), then playhead-ingest (:8080), playhead-consumer and playhead-api (:8081) with
+# ${PLAYHEAD_RUN_DIR:-<repo>/.run} (kept between runs), creates the topics playhead.positions
+# and playhead.state (8 partitions each), then playhead-ingest (:8080), playhead-consumer and playhead-api (:8081) with
 # their defaults. Logs: <run dir>/*.log. Ctrl-C (or any service exiting) stops all it started.
 # Development mode (--auth=dev) by default. PLAYHEAD_AUTH=jwt PLAYHEAD_JWT_SECRET=<secret> runs
 # ingest and api in JWT mode, mints a token for the demo user (PLAYHEAD_DEMO_USER, default alice)
@@ -53,6 +53,9 @@ redis_up=1 && scripts/redis.sh start "$run/redis" 6379
 kafka_up=1 && scripts/kafka.sh start "$run/kafka" 9092
 scripts/kafka.sh create-topic 9092 playhead.positions 8 >/dev/null
 scripts/kafka.sh create-topic 9092 playhead.positions.dlq 1 >/dev/null # poison messages, with the reason in headers
+# the compacted state (Redis can be rebuilt from it at any time): partitioned like the positions,
+# retention = the consumer's --ttl-seconds (default 60 days)
+scripts/kafka.sh create-state-topic 9092 playhead.state 8 5184000000 >/dev/null
 
 # shellcheck disable=SC2317 # called by wait_ready
 healthz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/healthz"; }
