@@ -84,7 +84,7 @@ static void tell_changes(ph_apply_t *apply, const ph_apply_call_t *call, const r
         if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING)
             continue;
         apply->on_change(apply, call->user_id, call->user_id_len, name->str, name->len, value->len > 0 ? value->str : NULL,
-                         value->len, apply->data);
+                         value->len, reply->element[0]->integer == 0, apply->data);
     }
 }
 

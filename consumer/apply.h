@@ -29,10 +29,12 @@ typedef void (*ph_apply_done_cb)(ph_apply_t *apply, int ok, const char *error, v
 
 /* A change of stored state that the apply script reported (scripts.c), for the state topic:
  * `name` is the video_id of a title, whose new stored value is `value` (NULL: the title left
- * Redis), or a marker ("/erase/<video_id>", "/erase_user", "/trim") whose value is its ts. The
- * strings are valid during the call only. Runs on the loop thread, before the batch's on_done. */
+ * Redis), or a marker ("/erase/<video_id>", "/erase_user", "/trim") whose value is its ts.
+ * `again` is 1 when nothing changed: the event is the winner of what is stored, told again (a
+ * redelivery; or a retry of a batch, whose first attempt told it already). The strings are valid
+ * during the call only. Runs on the loop thread, before the batch's on_done. */
 typedef void (*ph_apply_change_cb)(ph_apply_t *apply, const char *user, size_t user_len, const char *name, size_t name_len,
-                                   const char *value, size_t value_len, void *data);
+                                   const char *value, size_t value_len, int again, void *data);
 
 /* One record of the state topic to apply (a rebuild): the user, the name and value as
  * ph_apply_change_cb reported them (a title's stored value, or a marker's ts). */

@@ -81,6 +81,7 @@ struct ph_consumer_s {
     size_t nmessages, nevents, nwinners;      /* polled, decoded, left after coalescing */
     size_t ninvalid;                          /* not a valid event: skipped or dead-lettered */
     int applied;                              /* Redis applied the batch; dead-letter copies may be owed */
+    unsigned attempts;                        /* apply attempts of the batch in hand */
     rd_kafka_topic_partition_list_t *offsets; /* next offset to store per partition */
     uint64_t batch_started_ms;
 
@@ -281,6 +282,7 @@ static void reset_batch(ph_consumer_t *c)
 {
     c->nmessages = c->nevents = c->nwinners = c->ninvalid = 0;
     c->applied = 0;
+    c->attempts = 0;
     if (c->offsets->cnt > 0) {
         rd_kafka_topic_partition_list_destroy(c->offsets);
         c->offsets = rd_kafka_topic_partition_list_new(16);
@@ -519,13 +521,14 @@ static void on_outbox_report(ph_outbox_t *outbox, ph_outbox_report_t report, voi
     }
 }
 
-/* A change of stored state (apply.h): owed to the state topic before the batch completes. */
+/* A change of stored state (apply.h): owed to the state topic before the batch completes. What a
+ * retry tells again is owed already since the first attempt (the outbox keeps it until acknowledged). */
 static void on_change(ph_apply_t *apply, const char *user, size_t user_len, const char *name, size_t name_len, const char *value,
-                      size_t value_len, void *data)
+                      size_t value_len, int again, void *data)
 {
     ph_consumer_t *c = data;
     (void)apply;
-    if (c->outbox != NULL && c->state != ST_STOPPED)
+    if (c->outbox != NULL && c->state != ST_STOPPED && !(again && c->attempts > 1))
         ph_outbox_add(c->outbox, user, user_len, name, name_len, value, value_len);
 }
 
@@ -563,6 +566,7 @@ static void start_apply(ph_consumer_t *c)
 {
     c->state = ST_APPLYING;
     c->applied = 0;
+    c->attempts++;
     /* may call on_applied before returning (nothing sent, or nothing to send) */
     if (c->state_phase)
         ph_apply_start_states(&c->apply, c->states, c->nwinners);

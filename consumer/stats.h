@@ -22,8 +22,8 @@ const ph_consumer_metrics_t *ph_stats_series(ph_stats_t *stats);
 
 /* Serves /metrics, /healthz and /readyz on `listen` from a thread of its own, and samples on `loop`
  * once a second the lag of `rk`'s assigned partitions and the state of `redis` (both borrowed until
- * ph_stats_close). Readiness also watches the metadata of `topic` and `state_topic` (NULL or "": none) through rk. Loop thread; returns 0, or
- * -1 with errstr when the thread cannot start. */
+ * ph_stats_close). Readiness also watches the metadata of `topic` and `state_topic` (NULL or "": none) through rk. Loop thread;
+ * returns 0, or -1 with errstr when the thread cannot start. */
 int ph_stats_start(ph_stats_t *stats, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *redis, const char *topic,
                    const char *state_topic, const char *listen, const char *cors_origins, char *errstr, size_t errstr_size);
 
