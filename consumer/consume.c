@@ -800,11 +800,10 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
             .data = c,
         };
         if ((c->outbox = ph_outbox_new(loop, &ocfg, errstr, errstr_size)) == NULL) {
-            if (c->dlq != NULL) {
+            /* the dead-letter producer's handles close on the loop: it cannot be freed before, and
+             * the process exits on this error anyway */
+            if (c->dlq != NULL)
                 ph_dlq_stop(c->dlq);
-                ph_dlq_free(c->dlq, 0);
-                c->dlq = NULL;
-            }
             ph_kafka_bridge_close(&c->bridge, free_on_closed);
             free_later = 1;
             goto Error;
