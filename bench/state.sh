@@ -63,6 +63,23 @@ kcat -P -b "$BROKERS" -t "$TOPIC" -K '|' -z lz4 -X acks=all -X linger.ms=20 -X q
     -l "$RUN/events.txt"
 rm -f "$RUN/events.txt"
 
+# a fresh broker creates __consumer_offsets on the first group request: wait for its coordinator
+$PY - "$BROKERS" "$TOPIC" <<'PYEOF'
+import sys, time
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "bench-coordinator"})
+deadline = time.monotonic() + 120
+while True:
+    try:
+        c.committed([TopicPartition(sys.argv[2], 0)], timeout=10)
+        break
+    except KafkaException:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.5)
+c.close()
+PYEOF
+
 # catch_up NAME STATE_TOPIC: one consumer from an empty Redis over the whole topic; prints the lag.py JSON
 catch_up() {
     redis-cli -p "$REDIS_PORT" flushall >/dev/null
