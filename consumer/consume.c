@@ -89,7 +89,7 @@ struct ph_consumer_s {
     int state_phase;          /* a rebuild reading the state topic: the batch is in states */
     ph_apply_state_t *states; /* batch_max slots during a rebuild's first phase, else NULL */
 
-    int paused;                 /* partitions paused because Redis (or the dead-letter topic) fails */
+    int paused;                 /* partitions paused because Redis (or the dead-letter or state topic) fails */
     backoff_cause_t paused_for; /* what it was paused for, for the log line on resume */
     uint64_t backoff_ms;        /* last backoff base, 0 after a success */
     uint64_t rng;
@@ -411,7 +411,8 @@ rd_kafka_t *ph_consumer_kafka(ph_consumer_t *c)
 }
 
 /* A rebuild has read the state topic: the replay of the positions topic follows (blocking calls to
- * plan it: nothing else runs in a replay). Returns 1 when there is something to replay. */
+ * plan it: nothing else runs in a replay). Returns 1 when there is something to replay, 0 when not,
+ * -1 with errstr when it cannot be planned. */
 static int next_phase(ph_consumer_t *c, char *errstr, size_t errstr_size)
 {
     ph_replay_free(c->replay);

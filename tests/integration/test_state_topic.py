@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -181,6 +182,14 @@ def rebuild(kafka, topic, state_topic, redis_server, services, tmp_path, name="r
     return r
 
 
+def readyz(url):
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=scaled(5)) as resp:
+            return resp.status, json.loads(resp.read()).get("status")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()).get("error")
+
+
 def metric(url, name):
     with urllib.request.urlopen(url + "/metrics", timeout=scaled(5)) as resp:
         text = resp.read().decode()
@@ -317,6 +326,9 @@ def test_state_topic_unreachable_pauses_and_commits_nothing(kafka, topic, group,
     produce_events(kafka, topic, gap)
     wait_until(lambda: '"msg":"state topic unavailable, pausing"' in con.err.read_text(), scaled(60),
                "the consumer paused for the state topic")
+    url = f"http://{HOST}:{port}"
+    wait_until(lambda: readyz(url) == (503, "not ready: the state topic is not reachable"), scaled(30),
+               "/readyz says the state topic is not reachable")
     # Redis may hold the gap's state, but no offset moved past it
     assert committed_offsets(kafka, topic, group) == committed
     time.sleep(scaled(1))  # a retry or two later: still nothing committed
@@ -324,12 +336,12 @@ def test_state_topic_unreachable_pauses_and_commits_nothing(kafka, topic, group,
     recreate_topic(kafka, state_topic)
     wait_until(lambda: all_committed(kafka, topic, group), scaled(90), "the gap committed once the state topic is back")
     assert '"msg":"state topic back, resuming"' in con.err.read_text()
+    wait_until(lambda: readyz(url)[0] == 200, scaled(30), "/readyz ready again")
     assert len(redis.hgetall("ph:{erin}:v")) == 6
     # the topic was recreated empty: the gap's changes are in it (the first event's record went with the old topic)
     last, _ = latest_records(kafka, state_topic)
     for i in range(5):
         assert last[f"erin/g{i}"]["value"] == redis.hget("ph:{erin}:v", f"g{i}")
     assert last["erin/a"]["value"] == redis.hget("ph:{erin}:v", "a")
-    url = f"http://{HOST}:{port}"
     assert metric(url, "playhead_consumer_state_records_total") >= 7
     assert metric(url, "playhead_consumer_state_produce_seconds_count") >= 7
