@@ -169,10 +169,10 @@ def delete_all_records(kafka, topic, tmp_path):
     assert all(low == high for low, high in marks.values()), marks
 
 
-def rebuild(kafka, topic, state_topic, redis_server, services, tmp_path, name="rebuild"):
+def rebuild(kafka, topic, state_topic, redis_server, services, tmp_path, name="rebuild", start="state"):
     r = Service("consumer", ["--brokers", kafka.bootstrap, "--topic", topic, "--state-topic", state_topic,
                              "--group", unique_name("rebuild"), "--redis", redis_server.url, "--row-max", str(ROW_MAX),
-                             "--replay-from", "state"], tmp_path, name=name)
+                             "--replay-from", start], tmp_path, name=name)
     services.append(r)
     r.start(ready=False)
     code = r.proc.wait(timeout=scaled(120))
@@ -213,6 +213,13 @@ def test_rebuild_from_state_after_the_positions_are_gone(kafka, topic, group, re
     assert ":f:" in redis.hget("ph:{alice}:v", "v8") and ":w:" in redis.hget("ph:{alice}:v", "v7")
     assert "/s1/s1e2" in redis.hget("ph:{carol}:v", "s1e1")
     assert len(before) >= 9
+
+    # a replay of the positions produces no state record (the live consumers own the state topic)
+    records = len(kafka.read_topic(state_topic))
+    redis.flushall()
+    rebuild(kafka, topic, state_topic, redis_server, services, tmp_path, name="replay-earliest", start="earliest")
+    assert {k: v for k, (v, _) in dump(redis).items()} == {k: v for k, (v, _) in before.items()}
+    assert len(kafka.read_topic(state_topic)) == records
 
     delete_all_records(kafka, topic, tmp_path)
     redis.flushall()
