@@ -189,6 +189,8 @@ static rd_kafka_conf_t *make_conf(ph_outbox_t *o, char *errstr, size_t errstr_si
          * max.poll.interval.ms (5 min) to be retried from BACKOFF, which polls */
         {"message.timeout.ms", "30000"},
         {"linger.ms", "5"},
+        /* the values are ~100 bytes of JSON with repeated field names: lz4 halves the topic */
+        {"compression.codec", "lz4"},
     };
     rd_kafka_conf_t *conf = ph_kafka_conf_new(defaults, sizeof(defaults) / sizeof(defaults[0]), NULL, errstr, errstr_size);
     if (conf == NULL)
