@@ -2,7 +2,9 @@
  * Applying a coalesced batch to Redis: one EVALSHA of the apply script (scripts.h) per winner, plus
  * one of the heartbeat script for a recent winner that carries a session_id (it extends that
  * stream's lease, see api/streams.c), all pipelined on the one connection, and a single completion
- * once every reply is in.
+ * once every reply is in. Each change of stored state that a reply tells is passed to on_change
+ * (for the state topic, outbox.h); a rebuild applies records of the state topic the same way
+ * (ph_apply_start_states).
  */
 #ifndef PLAYHEAD_CONSUMER_APPLY_H
 #define PLAYHEAD_CONSUMER_APPLY_H
