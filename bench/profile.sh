@@ -167,7 +167,7 @@ redis-cli -p "$REDIS_PORT" flushall >/dev/null
 redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
 group=prof-$ID
 wrap consumer "$BUILD/consumer/playhead-consumer" --brokers "$BROKERS" --topic "prof-consumer-$ID" --group "$group" \
-    --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn --dlq-topic= --metrics-listen= -X auto.commit.interval.ms=100
+    --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn --dlq-topic= --state-topic= --metrics-listen= -X auto.commit.interval.ms=100
 pid=$WRAPPED
 # instrumentation from the start: the consumer's work is the whole run
 sleep 1 && on "$pid" consumer

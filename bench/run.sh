@@ -152,9 +152,10 @@ start_api() {
 # start_consumer TOPIC GROUP: sets CONSUMER_PID
 start_consumer() {
     # offsets committed every 100 ms instead of 5 s, so that lag 0 is seen when it happens
-    # no dead-letter topic (the bench sends only valid events) and no metrics listener (no fixed port)
+    # no dead-letter topic (the bench sends only valid events), no state topic (bench/state.sh measures
+    # it) and no metrics listener (no fixed port)
     "$CONSUMER" --brokers "$BROKERS" --topic "$1" --group "$2" --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn \
-        --dlq-topic= --metrics-listen= -X auto.commit.interval.ms=100 </dev/null >>"$RUN/consumer.log" 2>&1 &
+        --dlq-topic= --state-topic= --metrics-listen= -X auto.commit.interval.ms=100 </dev/null >>"$RUN/consumer.log" 2>&1 &
     CONSUMER_PID=$!
     pids+=("$CONSUMER_PID")
 }

@@ -6,6 +6,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "playhead/keys.h"
 #include "playhead/scripts.h"
@@ -28,6 +29,37 @@ void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsign
     ph_format_double(apply->_ratio, sizeof(apply->_ratio), rules->finished_ratio);
     ph_format_double(apply->_remaining, sizeof(apply->_remaining), rules->finished_remaining_s);
     apply->_horizon_ms = (int64_t)rules->marker_ttl_ms - PH_TS_FUTURE_SLACK_MS;
+}
+
+/* whose reply it is: the user, copied (the batch may be reused before a late reply after a stop) */
+struct ph_apply_call_s {
+    ph_apply_t *apply;
+    char user_id[PH_ID_MAX + 1];
+    uint8_t user_id_len;
+};
+
+void ph_apply_on_change(ph_apply_t *apply, ph_apply_change_cb on_change)
+{
+    apply->on_change = on_change;
+}
+
+void ph_apply_dispose(ph_apply_t *apply)
+{
+    free(apply->_calls);
+    apply->_calls = NULL;
+    apply->_calls_cap = 0;
+}
+
+/* room for n calls; aborts when out of memory (the batch cannot be applied without it) */
+static void reserve_calls(ph_apply_t *apply, size_t n)
+{
+    if (n <= apply->_calls_cap)
+        return;
+    ph_apply_call_t *calls = realloc(apply->_calls, n * sizeof(*calls));
+    if (calls == NULL)
+        abort();
+    apply->_calls = calls;
+    apply->_calls_cap = n;
 }
 
 static void fail(ph_apply_t *apply, const char *why)
@@ -80,20 +112,35 @@ static void finish(ph_apply_t *apply)
     done(apply);
 }
 
+/* {changed, name, value, ...}: each pair is a change for the state topic ("" value: a tombstone) */
+static void tell_changes(ph_apply_t *apply, const ph_apply_call_t *call, const redisReply *reply)
+{
+    if (apply->on_change == NULL)
+        return;
+    for (size_t i = 1; i + 1 < reply->elements; i += 2) {
+        const redisReply *name = reply->element[i], *value = reply->element[i + 1];
+        if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING)
+            continue;
+        apply->on_change(apply, call->user_id, call->user_id_len, name->str, name->len, value->len > 0 ? value->str : NULL,
+                         value->len, reply->element[0]->integer == 0, apply->data);
+    }
+}
+
 static void on_reply(ph_redis_t *r, redisReply *reply, void *privdata)
 {
-    ph_apply_t *apply = privdata;
+    ph_apply_call_t *call = privdata;
+    ph_apply_t *apply = call->apply;
     (void)r;
     if (reply == NULL) {
         fail(apply, "no reply from Redis (timeout or connection lost)");
     } else if (reply->type == REDIS_REPLY_ERROR) {
         fail(apply, reply->str);
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 && reply->element[0]->type == REDIS_REPLY_INTEGER) {
-        /* {changed, name, value, ...}: the pairs say what changed (for the state topic) */
         if (reply->element[0]->integer != 0)
             apply->applied++;
         else
             apply->stale++;
+        tell_changes(apply, call, reply);
     } else {
         fail(apply, "unexpected reply type from the apply script");
     }
@@ -182,6 +229,7 @@ void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
     apply->_starting = 1;
     ph_redis_mark(apply->redis);
 
+    reserve_calls(apply, n);
     for (size_t i = 0; i < n; ++i) {
         const ph_event_t *ev = &winners[i];
         /* Older than an erase marker lives: a marker that covered it may have expired, so it is
@@ -193,8 +241,12 @@ void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
         }
         ph_apply_args_t args;
         ph_apply_args(apply, ev, &args);
+        ph_apply_call_t *call = &apply->_calls[i];
+        call->apply = apply;
+        memcpy(call->user_id, ev->user_id, ev->user_id_len);
+        call->user_id_len = ev->user_id_len;
         apply->_pending++;
-        if (ph_redis_evalsha(apply->redis, on_reply, apply, PH_SCRIPT_APPLY, PH_APPLY_NKEYS, PH_APPLY_ARGC, args.argv, args.lens) !=
+        if (ph_redis_evalsha(apply->redis, on_reply, call, PH_SCRIPT_APPLY, PH_APPLY_NKEYS, PH_APPLY_ARGC, args.argv, args.lens) !=
             0) {
             /* not connected: the rest would fail the same way, and the batch is retried whole */
             apply->_pending--;
@@ -207,6 +259,50 @@ void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
         }
     }
 
+    apply->_starting = 0;
+    if (apply->_pending == 0)
+        finish(apply);
+}
+
+void ph_apply_start_states(ph_apply_t *apply, const ph_apply_state_t *states, size_t n)
+{
+    apply->applied = apply->stale = apply->expired = apply->heartbeats = apply->heartbeat_errors = 0;
+    apply->_failed = 0;
+    apply->_error[0] = '\0';
+    apply->_pending = 0;
+    apply->_starting = 1;
+    ph_redis_mark(apply->redis);
+    reserve_calls(apply, n);
+    for (size_t i = 0; i < n; ++i) {
+        const ph_apply_state_t *st = &states[i];
+        /* the event's arguments with kind "state", name and value; ts, position, ... unused */
+        ph_event_t ev;
+        memset(&ev, 0, sizeof(ev));
+        memcpy(ev.user_id, st->user_id, st->user_id_len);
+        ev.user_id_len = st->user_id_len;
+        ph_apply_args_t args;
+        ph_apply_args(apply, &ev, &args);
+        const char *argv[PH_APPLY_ARGC + 1];
+        size_t lens[PH_APPLY_ARGC + 1];
+        memcpy(argv, args.argv, sizeof(args.argv));
+        memcpy(lens, args.lens, sizeof(args.lens));
+        argv[6] = "state";
+        lens[6] = 5;
+        argv[7] = st->name;
+        lens[7] = st->name_len;
+        argv[PH_APPLY_ARGC] = st->value;
+        lens[PH_APPLY_ARGC] = st->value_len;
+        ph_apply_call_t *call = &apply->_calls[i];
+        call->apply = apply;
+        memcpy(call->user_id, st->user_id, st->user_id_len);
+        call->user_id_len = st->user_id_len;
+        apply->_pending++;
+        if (ph_redis_evalsha(apply->redis, on_reply, call, PH_SCRIPT_APPLY, PH_APPLY_NKEYS, PH_APPLY_ARGC + 1, argv, lens) != 0) {
+            apply->_pending--;
+            fail(apply, "Redis is not connected");
+            break;
+        }
+    }
     apply->_starting = 0;
     if (apply->_pending == 0)
         finish(apply);

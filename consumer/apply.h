@@ -2,7 +2,9 @@
  * Applying a coalesced batch to Redis: one EVALSHA of the apply script (scripts.h) per winner, plus
  * one of the heartbeat script for a recent winner that carries a session_id (it extends that
  * stream's lease, see api/streams.c), all pipelined on the one connection, and a single completion
- * once every reply is in.
+ * once every reply is in. Each change of stored state that a reply tells is passed to on_change
+ * (for the state topic, outbox.h); a rebuild applies records of the state topic the same way
+ * (ph_apply_start_states).
  */
 #ifndef PLAYHEAD_CONSUMER_APPLY_H
 #define PLAYHEAD_CONSUMER_APPLY_H
@@ -27,9 +29,33 @@ typedef struct ph_apply_rules_s {
  * without error (the batch is in Redis), else 0 and `error` says why (the first failure seen). */
 typedef void (*ph_apply_done_cb)(ph_apply_t *apply, int ok, const char *error, void *data);
 
+/* A change of stored state that the apply script reported (scripts.c), for the state topic:
+ * `name` is the video_id of a title, whose new stored value is `value` (NULL: the title left
+ * Redis), or a marker ("/erase/<video_id>", "/erase_user", "/trim") whose value is its ts.
+ * `again` is 1 when nothing changed: the event is the winner of what is stored, told again (a
+ * redelivery; or a retry of a batch, whose first attempt told it already). The strings are valid
+ * during the call only. Runs on the loop thread, before the batch's on_done. */
+typedef void (*ph_apply_change_cb)(ph_apply_t *apply, const char *user, size_t user_len, const char *name, size_t name_len,
+                                   const char *value, size_t value_len, int again, void *data);
+
+/* One record of the state topic to apply (a rebuild): the user, the name and value as
+ * ph_apply_change_cb reported them (a title's stored value, or a marker's ts). */
+enum { PH_STATE_NAME_MAX = 8 + PH_ID_MAX, PH_STATE_VALUE_MAX = 640 };
+typedef struct ph_apply_state_s {
+    char user_id[PH_ID_MAX + 1];
+    char name[PH_STATE_NAME_MAX + 1];
+    char value[PH_STATE_VALUE_MAX + 1];
+    uint8_t user_id_len;
+    uint8_t name_len;
+    uint16_t value_len;
+} ph_apply_state_t;
+
+typedef struct ph_apply_call_s ph_apply_call_t;
+
 struct ph_apply_s {
     ph_redis_t *redis; /* borrowed */
     ph_apply_done_cb on_done;
+    ph_apply_change_cb on_change; /* NULL: changes are not told */
     void *data;
     /* outcome of the last batch, for logs and tests */
     size_t applied;          /* the event became the stored state */
@@ -40,9 +66,11 @@ struct ph_apply_s {
     uint64_t _lease_ms;
     char _lease_text[24];
     char _ttl_ms[24], _row_max[24], _marker_ttl_ms[24], _ratio[32], _remaining[32];
-    int64_t _horizon_ms; /* marker lifetime minus the clamp window */
-    int _min_replicas;   /* WAIT for this many replicas before on_done; -1: auto (see below) */
+    int64_t _horizon_ms;     /* marker lifetime minus the clamp window */
+    int _min_replicas;       /* WAIT for this many replicas before on_done; -1: auto (see below) */
     uint64_t _wait_timeout_ms;
+    ph_apply_call_t *_calls; /* one per apply script call of the batch: whose reply it is */
+    size_t _calls_cap;
     size_t _pending;
     int _starting;
     int _failed;
@@ -66,6 +94,17 @@ void ph_apply_set_min_replicas(ph_apply_t *apply, int n, uint64_t timeout_ms);
  * before this returns when nothing could be sent (Redis not connected) or n is 0. Must not be
  * called again before on_done ran. */
 void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n);
+
+/* Has every change of stored state told to `on_change` (with the init's `data`) from now on. */
+void ph_apply_on_change(ph_apply_t *apply, ph_apply_change_cb on_change);
+
+/* As ph_apply_start, for records of the state topic: one EVALSHA of the apply script (kind "state")
+ * per record, in order (a rebuild; no heartbeats, no age limit: a stored state is already what the
+ * markers left of its events). */
+void ph_apply_start_states(ph_apply_t *apply, const ph_apply_state_t *states, size_t n);
+
+/* Frees what ph_apply_start allocated; `apply` may be initialised again. */
+void ph_apply_dispose(ph_apply_t *apply);
 
 /* The arguments of one EVALSHA of the apply script (KEYS then ARGV, see scripts.c) for `ev`, as
  * ph_apply_start sends them (tests/consumer/prop_apply.c sends them too). argv points into `args`

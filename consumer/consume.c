@@ -21,7 +21,17 @@
  * produced again after a backoff, as a Redis failure is: the batch goes to BACKOFF, and the retry
  * sends the copies still owed, then applies the batch again.
  *
+ * Every change of stored state that the apply script reports goes to the compacted state topic
+ * (--state-topic) through the state producer (outbox.c) in the same way: the batch completes only
+ * when Redis applied it, no dead-letter copy and no state record is owed; a state record Kafka
+ * refused makes the batch back off, and the retry produces it again before applying the batch again.
+ *
  * A replay (replay.c) is the same cycle on partitions assigned from a plan, ending at its offsets.
+ * A rebuild (--replay-from state) is two replays: the state topic from its beginning, whose records
+ * are applied as they are (no coalescing: they merge order-free in the script), then the positions
+ * topic from the earliest offset. A replay produces no state records: the live consumers own the
+ * state topic, and a Redis rebuilt from a positions topic that retention trimmed would tell older
+ * states.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -37,6 +47,7 @@
 #include "coalesce.h"
 #include "consume.h"
 #include "dlq.h"
+#include "outbox.h"
 #include "replay.h"
 
 #define BACKOFF_MIN_MS 100
@@ -46,6 +57,9 @@
 #define KEEPALIVE_MS 1000 /* see on_keepalive */
 
 typedef enum { ST_IDLE, ST_APPLYING, ST_BACKOFF, ST_STOPPED } batch_state_t;
+
+/* what a batch waits for when it backs off */
+typedef enum { CAUSE_REDIS, CAUSE_DLQ, CAUSE_STATE } backoff_cause_t;
 
 struct ph_consumer_s {
     uv_loop_t *loop;
@@ -58,7 +72,8 @@ struct ph_consumer_s {
     uv_timer_t keepalive_timer;
     ph_apply_t apply;
     ph_coalesce_table_t table;
-    ph_dlq_t *dlq; /* the dead-letter producer (NULL when disabled) */
+    ph_dlq_t *dlq;       /* the dead-letter producer (NULL when disabled) */
+    ph_outbox_t *outbox; /* the state producer (NULL when disabled, and in replay mode) */
 
     /* the batch in hand */
     batch_state_t state;
@@ -66,14 +81,17 @@ struct ph_consumer_s {
     size_t nmessages, nevents, nwinners;      /* polled, decoded, left after coalescing */
     size_t ninvalid;                          /* not a valid event: skipped or dead-lettered */
     int applied;                              /* Redis applied the batch; dead-letter copies may be owed */
+    unsigned attempts;                        /* apply attempts of the batch in hand */
     rd_kafka_topic_partition_list_t *offsets; /* next offset to store per partition */
     uint64_t batch_started_ms;
 
-    ph_replay_t *replay; /* replay mode: the plan and its progress; NULL otherwise */
+    ph_replay_t *replay;      /* replay mode: the plan and its progress; NULL otherwise */
+    int state_phase;          /* a rebuild reading the state topic: the batch is in states */
+    ph_apply_state_t *states; /* batch_max slots during a rebuild's first phase, else NULL */
 
-    int paused;          /* partitions paused because Redis (or the dead-letter topic) fails */
-    int paused_for_dlq;  /* the latter, for the log line on resume */
-    uint64_t backoff_ms; /* last backoff base, 0 after a success */
+    int paused;                 /* partitions paused because Redis (or the dead-letter or state topic) fails */
+    backoff_cause_t paused_for; /* what it was paused for, for the log line on resume */
+    uint64_t backoff_ms;        /* last backoff base, 0 after a success */
     uint64_t rng;
 
     int stopping;
@@ -238,6 +256,18 @@ static int decode_message(ph_consumer_t *c, const rd_kafka_message_t *m, size_t 
     ph_event_error_t err;
     record_offset(c, m);
     c->nmessages++;
+    if (c->state_phase) {
+        if (m->payload == NULL)
+            return 0; /* a tombstone: the markers that caused it are records too */
+        err.field = "";
+        err.index = 0;
+        if (ph_outbox_decode(m->payload, m->len, &c->states[slot], &err.message) != 0) {
+            c->ninvalid++;
+            log_poison(c, m, &err);
+            return 0;
+        }
+        return 1;
+    }
     if (ph_event_from_kafka(&c->events[slot], m->payload != NULL ? m->payload : "", m->payload != NULL ? m->len : 0, &err) != 0) {
         c->ninvalid++;
         log_poison(c, m, &err);
@@ -252,6 +282,7 @@ static void reset_batch(ph_consumer_t *c)
 {
     c->nmessages = c->nevents = c->nwinners = c->ninvalid = 0;
     c->applied = 0;
+    c->attempts = 0;
     if (c->offsets->cnt > 0) {
         rd_kafka_topic_partition_list_destroy(c->offsets);
         c->offsets = rd_kafka_topic_partition_list_new(16);
@@ -284,7 +315,7 @@ static int take_batch(ph_consumer_t *c)
     }
     if (c->nmessages == 0)
         return !drained && !c->stopping;
-    c->nwinners = ph_coalesce(&c->table, c->events, c->nevents);
+    c->nwinners = c->state_phase ? c->nevents : ph_coalesce(&c->table, c->events, c->nevents);
     start_apply(c);
     return 0;
 }
@@ -302,7 +333,7 @@ static int serve_events(ph_consumer_t *c)
             kafka_error(c, m->err, rd_kafka_message_errstr(m));
         } else if (c->nwinners < c->cfg.batch_max) {
             if (decode_message(c, m, c->nwinners))
-                c->nwinners = ph_coalesce(&c->table, c->events, c->nwinners + 1);
+                c->nwinners = c->state_phase ? c->nwinners + 1 : ph_coalesce(&c->table, c->events, c->nwinners + 1);
         } else {
             /* no room: rewind the partition so that the message is fetched again after resume */
             ph_log_warn("message polled while paused, rewinding its partition", "\"partition\":%" PRId32 ",\"offset\":%" PRId64,
@@ -379,7 +410,20 @@ rd_kafka_t *ph_consumer_kafka(ph_consumer_t *c)
     return c->rk;
 }
 
-/* The batch is done: Redis applied it and Kafka acknowledged its dead-letter copies. */
+/* A rebuild has read the state topic: the replay of the positions topic follows (blocking calls to
+ * plan it: nothing else runs in a replay). Returns 1 when there is something to replay, 0 when not,
+ * -1 with errstr when it cannot be planned. */
+static int next_phase(ph_consumer_t *c, char *errstr, size_t errstr_size)
+{
+    ph_replay_free(c->replay);
+    c->replay = NULL;
+    c->state_phase = 0;
+    if ((c->replay = ph_replay_start(c->rk, c->cfg.topic, PH_REPLAY_EARLIEST, errstr, errstr_size)) == NULL)
+        return -1;
+    return !ph_replay_empty(c->replay);
+}
+
+/* The batch is done: Redis applied it and Kafka acknowledged its dead-letter copies and state records. */
 static void complete_batch(ph_consumer_t *c)
 {
     store_offsets(c);
@@ -392,8 +436,10 @@ static void complete_batch(ph_consumer_t *c)
     if (c->paused) {
         pause_assignment(c, 0);
         c->paused = 0;
-        if (c->paused_for_dlq)
+        if (c->paused_for == CAUSE_DLQ)
             ph_log_info("dead-letter topic back, resuming", NULL);
+        else if (c->paused_for == CAUSE_STATE)
+            ph_log_info("state topic back, resuming", NULL);
         else
             ph_log_info("redis back, resuming", NULL);
     }
@@ -402,8 +448,16 @@ static void complete_batch(ph_consumer_t *c)
     reset_batch(c);
     c->state = ST_IDLE;
     if (c->replay != NULL && ph_replay_applied(c->replay, c->rk, nmessages) && !c->stopping) {
-        begin_stop(c);
-        return;
+        char errstr[512];
+        int more = c->state_phase ? next_phase(c, errstr, sizeof(errstr)) : 0;
+        if (more < 0) {
+            ph_log_str(PH_LOG_ERROR, "rebuild failed", "error", errstr);
+            c->failed = 1;
+        }
+        if (more <= 0) {
+            begin_stop(c);
+            return;
+        }
     }
     if (c->stopping)
         uv_timer_start(&c->stop_timer, on_stop_timer, 0, 0);
@@ -413,19 +467,23 @@ static void complete_batch(ph_consumer_t *c)
 
 /* APPLYING or BACKOFF -> BACKOFF: pauses the partitions and retries the batch after a backoff.
  * `error` says why, for the log line of the first failure. */
-static void back_off(ph_consumer_t *c, int dlq, const char *error)
+static void back_off(ph_consumer_t *c, backoff_cause_t cause, const char *error)
 {
+    static const char *const what[] = {"redis unavailable, pausing", "dead-letter topic unavailable, pausing",
+                                       "state topic unavailable, pausing"};
     if (!c->paused) {
         pause_assignment(c, 1);
         c->paused = 1;
-        c->paused_for_dlq = dlq;
+        c->paused_for = cause;
         ph_buf_t b = {0};
         ph_buf_lit(&b, "\"error\":");
         ph_buf_json_str(&b, error, strlen(error));
         ph_buf_printf(&b, ",\"winners\":%zu", c->nwinners);
-        if (dlq)
+        if (cause == CAUSE_DLQ)
             ph_buf_printf(&b, ",\"dlq_owed\":%zu", ph_dlq_owed(c->dlq));
-        log_buf(PH_LOG_WARN, dlq ? "dead-letter topic unavailable, pausing" : "redis unavailable, pausing", &b);
+        if (cause == CAUSE_STATE)
+            ph_buf_printf(&b, ",\"state_owed\":%zu", ph_outbox_owed(c->outbox));
+        log_buf(PH_LOG_WARN, what[cause], &b);
     }
     c->state = ST_BACKOFF;
     uv_timer_start(&c->retry_timer, on_retry_timer, next_backoff(c), 0);
@@ -440,11 +498,39 @@ static void batch_progress(ph_consumer_t *c)
     if (!c->applied)
         return; /* Redis answers later, and calls again */
     size_t owed = c->dlq != NULL ? ph_dlq_owed(c->dlq) : 0, in_flight = c->dlq != NULL ? ph_dlq_in_flight(c->dlq) : 0;
+    size_t sowed = c->outbox != NULL ? ph_outbox_owed(c->outbox) : 0;
+    size_t sin_flight = c->outbox != NULL ? ph_outbox_in_flight(c->outbox) : 0;
     if (owed > in_flight)
-        back_off(c, 1, "the dead-letter topic refused a message");
-    else if (owed == 0)
+        back_off(c, CAUSE_DLQ, "the dead-letter topic refused a message");
+    else if (sowed > sin_flight)
+        back_off(c, CAUSE_STATE, "the state topic refused a record");
+    else if (owed == 0 && sowed == 0)
         complete_batch(c);
-    /* else: copies in flight, their delivery reports call again */
+    /* else: copies or records in flight, their delivery reports call again */
+}
+
+/* A delivery report of a state record, or the state producer's fatal error. */
+static void on_outbox_report(ph_outbox_t *outbox, ph_outbox_report_t report, void *data)
+{
+    ph_consumer_t *c = data;
+    (void)outbox;
+    if (report == PH_OUTBOX_FATAL) {
+        c->failed = 1;
+        begin_stop(c);
+    } else if (c->state == ST_APPLYING) {
+        batch_progress(c);
+    }
+}
+
+/* A change of stored state (apply.h): owed to the state topic before the batch completes. What a
+ * retry tells again is owed already since the first attempt (the outbox keeps it until acknowledged). */
+static void on_change(ph_apply_t *apply, const char *user, size_t user_len, const char *name, size_t name_len, const char *value,
+                      size_t value_len, int again, void *data)
+{
+    ph_consumer_t *c = data;
+    (void)apply;
+    if (c->outbox != NULL && c->state != ST_STOPPED && !(again && c->attempts > 1))
+        ph_outbox_add(c->outbox, user, user_len, name, name_len, value, value_len);
 }
 
 /* A delivery report of a dead-letter copy, or the producer's fatal error. */
@@ -474,15 +560,19 @@ static void on_applied(ph_apply_t *apply, int ok, const char *error, void *data)
     }
     if (c->cfg.metrics != NULL && c->cfg.metrics->redis_failures != NULL)
         ph_counter_add(c->cfg.metrics->redis_failures, 1);
-    back_off(c, 0, error);
+    back_off(c, CAUSE_REDIS, error);
 }
 
 static void start_apply(ph_consumer_t *c)
 {
     c->state = ST_APPLYING;
     c->applied = 0;
+    c->attempts++;
     /* may call on_applied before returning (nothing sent, or nothing to send) */
-    ph_apply_start(&c->apply, c->events, c->nwinners);
+    if (c->state_phase)
+        ph_apply_start_states(&c->apply, c->states, c->nwinners);
+    else
+        ph_apply_start(&c->apply, c->events, c->nwinners);
 }
 
 static void on_retry_timer(uv_timer_t *timer)
@@ -495,6 +585,8 @@ static void on_retry_timer(uv_timer_t *timer)
     serve_events(c);
     if (c->dlq != NULL)
         ph_dlq_resend(c->dlq);
+    if (c->outbox != NULL)
+        ph_outbox_resend(c->outbox);
     start_apply(c);
 }
 
@@ -520,6 +612,8 @@ static void finish_stop(ph_consumer_t *c)
     ph_kafka_bridge_close(&c->bridge, NULL);
     if (c->dlq != NULL)
         ph_dlq_stop(c->dlq); /* reports still due are served by ph_consumer_free */
+    if (c->outbox != NULL)
+        ph_outbox_stop(c->outbox);
     c->cfg.on_stopped(c, c->cfg.data);
 }
 
@@ -535,8 +629,8 @@ static void on_stop_timer(uv_timer_t *timer)
             return;
         }
         ph_log_warn("stop deadline reached with a batch not applied; Kafka will deliver it again",
-                    "\"messages\":%zu,\"winners\":%zu,\"dlq_owed\":%zu", c->nmessages, c->nwinners,
-                    c->dlq != NULL ? ph_dlq_owed(c->dlq) : 0);
+                    "\"messages\":%zu,\"winners\":%zu,\"dlq_owed\":%zu,\"state_owed\":%zu", c->nmessages, c->nwinners,
+                    c->dlq != NULL ? ph_dlq_owed(c->dlq) : 0, c->outbox != NULL ? ph_outbox_owed(c->outbox) : 0);
     }
     finish_stop(c);
 }
@@ -636,6 +730,7 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
     /* a replay is history: it keeps no stream alive */
     ph_apply_init(&c->apply, cfg->redis, cfg->ttl_ms, cfg->row_max, cfg->replay ? 0 : cfg->lease_ms, &cfg->rules, on_applied, c);
     ph_apply_set_min_replicas(&c->apply, cfg->min_replicas, cfg->wait_timeout_ms);
+    ph_apply_on_change(&c->apply, on_change);
 
     if ((conf = make_conf(c, errstr, errstr_size)) == NULL)
         goto Error;
@@ -646,7 +741,21 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
     }
     /* rebalances, errors and messages all arrive on the consumer queue, served on the loop */
     rd_kafka_poll_set_consumer(c->rk);
-    if (cfg->replay) {
+    if (cfg->replay && cfg->replay_from == PH_REPLAY_STATE) {
+        if (cfg->state_topic == NULL || cfg->state_topic[0] == '\0') {
+            snprintf(errstr, errstr_size, "--replay-from state needs a state topic (--state-topic)");
+            goto Error;
+        }
+        if ((c->states = calloc(cfg->batch_max, sizeof(*c->states))) == NULL) {
+            snprintf(errstr, errstr_size, "cannot allocate a batch of %zu state records", cfg->batch_max);
+            goto Error;
+        }
+        if ((c->replay = ph_replay_start(c->rk, cfg->state_topic, PH_REPLAY_EARLIEST, errstr, errstr_size)) == NULL)
+            goto Error;
+        c->state_phase = 1;
+        if (ph_replay_empty(c->replay) && next_phase(c, errstr, errstr_size) < 0)
+            goto Error;
+    } else if (cfg->replay) {
         if ((c->replay = ph_replay_start(c->rk, cfg->topic, cfg->replay_from, errstr, errstr_size)) == NULL)
             goto Error;
     } else {
@@ -681,6 +790,27 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
             goto Error;
         }
     }
+    if (!cfg->replay && cfg->state_topic != NULL && cfg->state_topic[0] != '\0') {
+        ph_outbox_config_t ocfg = {
+            .brokers = cfg->brokers,
+            .topic = cfg->state_topic,
+            .kafka_props = cfg->kafka_props,
+            .records = cfg->metrics != NULL ? cfg->metrics->state_records : NULL,
+            .tombstones = cfg->metrics != NULL ? cfg->metrics->state_tombstones : NULL,
+            .latency = cfg->metrics != NULL ? cfg->metrics->state_seconds : NULL,
+            .on_report = on_outbox_report,
+            .data = c,
+        };
+        if ((c->outbox = ph_outbox_new(loop, &ocfg, errstr, errstr_size)) == NULL) {
+            /* the dead-letter producer's handles close on the loop: it cannot be freed before, and
+             * the process exits on this error anyway */
+            if (c->dlq != NULL)
+                ph_dlq_stop(c->dlq);
+            ph_kafka_bridge_close(&c->bridge, free_on_closed);
+            free_later = 1;
+            goto Error;
+        }
+    }
     uv_timer_init(loop, &c->retry_timer);
     uv_timer_init(loop, &c->stop_timer);
     uv_timer_init(loop, &c->keepalive_timer);
@@ -700,7 +830,9 @@ Error:
             rd_kafka_topic_partition_list_destroy(c->offsets);
         ph_replay_free(c->replay);
         ph_coalesce_dispose(&c->table);
+        ph_apply_dispose(&c->apply);
         free(c->events);
+        free(c->states);
         if (!free_later)
             free(c);
     }
@@ -713,6 +845,8 @@ int ph_consumer_free(ph_consumer_t *c)
      * delivers their messages again, and they are dead-lettered then */
     if (c->dlq != NULL)
         ph_dlq_free(c->dlq, c->cfg.close_timeout_ms);
+    if (c->outbox != NULL)
+        ph_outbox_free(c->outbox, c->cfg.close_timeout_ms);
     /* Leaving the group revokes the assignment (through on_rebalance), commits the stored offsets
      * and tells the coordinator. rd_kafka_consumer_close would do the same but cannot be bounded:
      * with the coordinator unreachable, librdkafka holds a commit for session.timeout.ms, or an
@@ -744,7 +878,9 @@ int ph_consumer_free(ph_consumer_t *c)
     rd_kafka_topic_partition_list_destroy(c->offsets);
     ph_replay_free(c->replay);
     ph_coalesce_dispose(&c->table);
+    ph_apply_dispose(&c->apply);
     free(c->events);
+    free(c->states);
     free(c);
     return 0;
 }

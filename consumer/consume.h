@@ -4,7 +4,8 @@
  * only once Redis has applied them (at-least-once). While Redis fails, the batch in hand is retried
  * with backoff and the assigned partitions are paused, so nothing more is fetched into memory.
  * A message that is not a valid event goes to a dead-letter topic, and its offset counts as done
- * only once Kafka acknowledged that copy.
+ * only once Kafka acknowledged that copy; likewise every change of stored state goes to the state
+ * topic (outbox.h) before the offsets of its batch are stored.
  */
 #ifndef PLAYHEAD_CONSUMER_CONSUME_H
 #define PLAYHEAD_CONSUMER_CONSUME_H
@@ -34,6 +35,9 @@ typedef struct ph_consumer_metrics_s {
     ph_counter_t *batches;           /* batches applied */
     ph_counter_t *redis_failures;    /* batch attempts that failed in Redis */
     ph_counter_t *dlq;               /* invalid messages acknowledged by the dead-letter topic */
+    ph_counter_t *state_records;     /* state records acknowledged by the state topic (tombstones included) */
+    ph_counter_t *state_tombstones;  /* of those, tombstones */
+    ph_histogram_t *state_seconds;   /* state record produce to acknowledgement */
     ph_histogram_t *batch_size;      /* messages per applied batch */
     ph_histogram_t *apply_seconds;   /* first attempt to success of a batch */
     ph_histogram_t *event_age;       /* now - received_at of each applied winner, seconds */
@@ -46,6 +50,8 @@ typedef struct ph_consumer_config_s {
     const char *group;                   /* group.id */
     const ph_kafka_props_t *kafka_props; /* -X properties, applied over the defaults; may be NULL */
     const char *dlq_topic;               /* where invalid messages go; NULL or "": skipped (and never in replay) */
+    const char *state_topic;             /* where changes of stored state go (outbox.h); NULL or "": none (and
+                                          * never in replay); read first by a rebuild (PH_REPLAY_STATE) */
     size_t batch_max;                    /* messages per batch, >= 1 */
     ph_redis_t *redis;                   /* borrowed; must stay alive until on_stopped ran */
     uint64_t ttl_ms;                     /* expiry set on a user's keys by every write */
@@ -57,7 +63,7 @@ typedef struct ph_consumer_config_s {
     uint64_t stop_grace_ms;              /* how long a stop waits for the batch in hand */
     uint64_t close_timeout_ms;           /* how long ph_consumer_free waits for dead-letter acks, then to leave the group */
     int replay;                          /* replay mode (replay.h): no group, stop at the end */
-    int64_t replay_from;                 /* PH_REPLAY_EARLIEST or ms since the epoch */
+    int64_t replay_from;                 /* PH_REPLAY_EARLIEST, PH_REPLAY_STATE or ms since the epoch */
     ph_consumer_stopped_cb on_stopped;
     void *data;
     const ph_consumer_metrics_t *metrics; /* may be NULL */

@@ -30,6 +30,7 @@ typedef struct config_s {
     const char *brokers;
     const char *topic;
     const char *dlq_topic;
+    const char *state_topic;
     const char *group;
     const char *redis;
     long long redis_timeout_ms;
@@ -87,6 +88,10 @@ static const ph_option_t options[] = {
     {"dlq-topic", PH_OPT_STR, "playhead.positions.dlq", 0, 0, offsetof(config_t, dlq_topic),
      "dead-letter topic: messages that are not valid events are copied there (with headers saying why and where "
      "from) before their offsets are committed; the topic must exist (\"\" disables it: they are skipped)"},
+    {"state-topic", PH_OPT_STR, "playhead.state", 0, 0, offsetof(config_t, state_topic),
+     "compacted state topic: every change of stored state (a title's new value, a tombstone when it leaves Redis, "
+     "erase and trim markers) is produced there before the batch's offsets are committed, so that Redis can be "
+     "rebuilt from it at any time (--replay-from state); the topic must exist (\"\" disables it)"},
     {"group", PH_OPT_VALID(ph_option_valid_nonempty), "playhead-consumer", 0, 0, offsetof(config_t, group), "Kafka consumer group"},
     PH_OPTION_SHARED("redis", NULL, config_t, redis),
     {"redis-timeout-ms", PH_OPT_INT, "5000", 100, 600000, offsetof(config_t, redis_timeout_ms),
@@ -113,7 +118,9 @@ static const ph_option_t options[] = {
     PH_OPTION_SHARED("log-level", NULL, config_t, log_level),
     {"replay-from", PH_OPT_VALID(ph_replay_valid_from), "", 0, 0, offsetof(config_t, replay_from),
      "rebuild Redis: replay the topic from 'earliest' or an RFC 3339 time (2024-05-01T12:00:00Z) up to its end "
-     "at start, then exit; the group's offsets are not touched"},
+     "at start, then exit; 'state' reads the state topic from its beginning first, then the topic from the earliest "
+     "offset (a rebuild from nothing, whatever the topic's retention deleted); the group's offsets are not touched, "
+     "and no state record is produced"},
     {"metrics-listen", PH_OPT_VALID(ph_option_valid_hostport_or_empty), "127.0.0.1:9464", 0, 0, offsetof(config_t, metrics_listen),
      "HTTP address of /metrics, /healthz and /readyz (\"\" disables it; never in replay mode)"},
     /* on the metrics port, for the demo dashboard */
@@ -211,6 +218,8 @@ static void log_started(const config_t *cfg, int64_t replay_from)
     ph_buf_json_str(&b, cfg->topic, strlen(cfg->topic));
     ph_buf_lit(&b, ",\"dlq_topic\":");
     ph_buf_json_str(&b, cfg->dlq_topic, strlen(cfg->dlq_topic));
+    ph_buf_lit(&b, ",\"state_topic\":");
+    ph_buf_json_str(&b, cfg->state_topic, strlen(cfg->state_topic));
     ph_buf_lit(&b, ",\"group\":");
     ph_buf_json_str(&b, cfg->group, strlen(cfg->group));
     ph_buf_printf(&b, ",\"batch_max\":%lld,\"row_max\":%lld,\"ttl_seconds\":%lld", cfg->batch_max, cfg->row_max, cfg->ttl_seconds);
@@ -267,6 +276,7 @@ int main(int argc, char **argv)
         .brokers = cfg.brokers,
         .topic = cfg.topic,
         .dlq_topic = cfg.dlq_topic,
+        .state_topic = cfg.state_topic,
         .group = cfg.group,
         .kafka_props = &cfg.kafka,
         .batch_max = (size_t)cfg.batch_max,
@@ -297,8 +307,8 @@ int main(int argc, char **argv)
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     log_started(&cfg, replay_from);
     if (replay_from == PH_REPLAY_OFF && cfg.metrics_listen[0] != '\0' &&
-        ph_stats_start(app.stats, &app.loop, ph_consumer_kafka(app.consumer), app.redis, cfg.topic, cfg.metrics_listen,
-                       cfg.cors_origins, errstr, sizeof(errstr)) != 0)
+        ph_stats_start(app.stats, &app.loop, ph_consumer_kafka(app.consumer), app.redis, cfg.topic, cfg.state_topic,
+                       cfg.metrics_listen, cfg.cors_origins, errstr, sizeof(errstr)) != 0)
         abort(); /* a thread that cannot start: the process is out of resources */
 
     uv_run(&app.loop, UV_RUN_DEFAULT);

@@ -49,6 +49,10 @@ int ph_replay_parse_from(const char *s, int64_t *from)
         *from = PH_REPLAY_EARLIEST;
         return 0;
     }
+    if (strcmp(s, "state") == 0) {
+        *from = PH_REPLAY_STATE;
+        return 0;
+    }
     /* RFC 3339: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM); 't' and ' ' are allowed for 'T' */
     struct tm tm;
     int year, mon, day, hour, min, sec, ms = 0, off = 0;
@@ -191,7 +195,7 @@ int ph_replay_done(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *ends)
 int ph_replay_valid_from(const char *s, char *why, size_t why_size)
 {
     int64_t from;
-    return ph_option_check(ph_replay_parse_from(s, &from) == 0, why, why_size, "is not 'earliest' or an RFC 3339 time");
+    return ph_option_check(ph_replay_parse_from(s, &from) == 0, why, why_size, "is not 'earliest', 'state' or an RFC 3339 time");
 }
 
 ph_replay_t *ph_replay_start(rd_kafka_t *rk, const char *topic, int64_t from, char *errstr, size_t errstr_size)

@@ -13,8 +13,10 @@
 
 #define PH_REPLAY_OFF (-2)      /* not replaying */
 #define PH_REPLAY_EARLIEST (-1) /* from the earliest offset still in the topic */
+#define PH_REPLAY_STATE (-3)    /* the state topic from its beginning, then the topic from the earliest offset */
 
-/* Parses --replay-from: "" (PH_REPLAY_OFF), "earliest" (PH_REPLAY_EARLIEST) or an RFC 3339 time
+/* Parses --replay-from: "" (PH_REPLAY_OFF), "earliest" (PH_REPLAY_EARLIEST), "state"
+ * (PH_REPLAY_STATE) or an RFC 3339 time
  * such as 2024-05-01T12:00:00Z or 2024-05-01T14:00:00.250+02:00 (ms since the epoch, >= 0).
  * Returns 0 or -1. */
 int ph_replay_parse_from(const char *s, int64_t *from);
@@ -32,7 +34,7 @@ int ph_replay_plan(rd_kafka_t *rk, const char *topic, int64_t from, int timeout_
 /* A replay under way: its plan, and the progress shown while it runs. */
 typedef struct ph_replay_s ph_replay_t;
 
-/* Plans the replay of `topic` from `from` (not PH_REPLAY_OFF) and assigns its partitions to the
+/* Plans the replay of `topic` from `from` (PH_REPLAY_EARLIEST or a time) and assigns its partitions to the
  * consumer rk, asking the brokers with blocking calls: call it before the loop runs. When there is
  * nothing to replay it says so in the log, and ph_replay_empty is 1. Returns NULL with errstr. */
 ph_replay_t *ph_replay_start(rd_kafka_t *rk, const char *topic, int64_t from, char *errstr, size_t errstr_size);

@@ -33,6 +33,7 @@ struct ph_stats_s {
     int sampling;
     /* the listener */
     ph_kafka_watch_t *watch;
+    ph_kafka_watch_t *state_watch; /* NULL without a state topic */
     ph_server_t server;
     pthread_t thread;
     int started;
@@ -107,6 +108,13 @@ ph_stats_t *ph_stats_new(void)
     s->events_invalid = ph_metrics_counter(m, "playhead_consumer_events_invalid_total",
                                            "Messages skipped because they are not valid position events.", "");
     s->dlq = ph_metrics_counter(m, "playhead_consumer_dlq_total", "Messages sent to the dead-letter topic.", "");
+    s->state_records = ph_metrics_counter(m, "playhead_consumer_state_records_total",
+                                          "State records acknowledged by the state topic (tombstones included).", "");
+    s->state_tombstones = ph_metrics_counter(m, "playhead_consumer_state_tombstones_total",
+                                             "Tombstones acknowledged by the state topic (titles that left Redis).", "");
+    s->state_seconds = ph_metrics_histogram(m, "playhead_consumer_state_produce_seconds",
+                                            "Time from a state record's first produce to its acknowledgement.", "",
+                                            PH_LATENCY_BOUNDS, PH_LATENCY_NBOUNDS);
     s->batches = ph_metrics_counter(m, "playhead_consumer_batches_total", "Batches applied to Redis.", "");
     s->redis_failures = ph_metrics_counter(m, "playhead_consumer_redis_errors_total",
                                            "Batch attempts that failed in Redis (each is retried with backoff).", "");
@@ -143,12 +151,15 @@ static int handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *par
     ph_stats_t *s = loop->server->app;
     int redis = atomic_load_explicit(&s->series.redis_up->value, memory_order_relaxed) == 1;
     int kafka = ph_kafka_watch_ready(s->watch);
-    if (redis && kafka) {
+    int state = s->state_watch == NULL || ph_kafka_watch_ready(s->state_watch);
+    if (redis && kafka && state) {
         static const char body[] = "{\"status\":\"ready\",\"kafka\":\"up\",\"redis\":\"up\"}";
         ph_http_send_json(req, 200, body, sizeof(body) - 1);
     } else {
         ph_http_send_unavailable(req, 1,
-                                 !kafka ? "not ready: the Kafka topic is not reachable" : "not ready: Redis is not reachable");
+                                 !kafka   ? "not ready: the Kafka topic is not reachable"
+                                 : !state ? "not ready: the state topic is not reachable"
+                                          : "not ready: Redis is not reachable");
     }
     return 0;
 }
@@ -169,13 +180,15 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-int ph_stats_start(ph_stats_t *s, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *redis, const char *topic, const char *listen,
-                   const char *cors_origins, char *errstr, size_t errstr_size)
+int ph_stats_start(ph_stats_t *s, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *redis, const char *topic, const char *state_topic,
+                   const char *listen, const char *cors_origins, char *errstr, size_t errstr_size)
 {
     s->rk = rk;
     s->redis = redis;
     ph_redis_metrics_set(&s->redis_metrics, 0, redis);
     s->watch = ph_kafka_watch_start(rk, topic, 1000);
+    if (state_topic != NULL && state_topic[0] != '\0')
+        s->state_watch = ph_kafka_watch_start(rk, state_topic, 1000);
     s->server = (ph_server_t){
         .name = "consumer-metrics",
         .listen = listen,
@@ -191,6 +204,9 @@ int ph_stats_start(ph_stats_t *s, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *r
         snprintf(errstr, errstr_size, "cannot start the metrics listener's thread");
         ph_kafka_watch_stop(s->watch);
         s->watch = NULL;
+        if (s->state_watch != NULL)
+            ph_kafka_watch_stop(s->state_watch);
+        s->state_watch = NULL;
         return -1;
     }
     s->started = 1;
@@ -219,6 +235,9 @@ void ph_stats_stop(ph_stats_t *s)
     pthread_join(s->thread, NULL);
     ph_kafka_watch_stop(s->watch);
     s->watch = NULL;
+    if (s->state_watch != NULL)
+        ph_kafka_watch_stop(s->state_watch);
+    s->state_watch = NULL;
 }
 
 void ph_stats_free(ph_stats_t *s)

@@ -29,10 +29,11 @@ int64_t ph_stats_partition_lag(int64_t position, int64_t committed, int64_t low,
 
 /* Serves /metrics, /healthz and /readyz on `listen` from a thread of its own, computing the lag of
  * `rk`'s assigned partitions when scraped, and samples on `loop` once a second the state of `redis`
- * (borrowed until ph_stats_close; rk until ph_stats_stop). Readiness also watches `topic`'s
- * metadata through rk. Loop thread; returns 0, or -1 with errstr when the thread cannot start. */
-int ph_stats_start(ph_stats_t *stats, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *redis, const char *topic, const char *listen,
-                   const char *cors_origins, char *errstr, size_t errstr_size);
+ * (borrowed until ph_stats_close; rk until ph_stats_stop). Readiness also watches the metadata of
+ * `topic` and `state_topic` (NULL or "": none) through rk. Loop thread; returns 0, or -1 with
+ * errstr when the thread cannot start. */
+int ph_stats_start(ph_stats_t *stats, uv_loop_t *loop, rd_kafka_t *rk, ph_redis_t *redis, const char *topic,
+                   const char *state_topic, const char *listen, const char *cors_origins, char *errstr, size_t errstr_size);
 
 /* Stops sampling (the borrowed rk and redis may go). Loop thread; the listener keeps serving. */
 void ph_stats_close(ph_stats_t *stats);

@@ -4,6 +4,8 @@
 #   kafka.sh start DIR PORT               start a broker on 127.0.0.1:PORT with config, data and logs in DIR
 #   kafka.sh stop DIR | kill9 DIR         stop it (SIGTERM, then SIGKILL after a deadline) | kill it hard (DIR/nodeN: one cluster node)
 #   kafka.sh create-topic BOOTSTRAP NAME PARTITIONS [RETENTION_MS [REPLICATION_FACTOR]]
+#   kafka.sh create-state-topic BOOTSTRAP NAME PARTITIONS TTL_MS [REPLICATION_FACTOR]
+#                                         compacted state topic (cleanup.policy=compact,delete, retention = TTL)
 #   kafka.sh cluster-start DIR PORT1,PORT2,PORT3   three brokers (node DIR/node1..3) forming one KRaft cluster
 #   kafka.sh cluster-stop DIR             stop the three (in parallel)
 #   kafka.sh node-start DIR/nodeN         start one node of a cluster again (after stop or kill9 DIR/nodeN)
@@ -207,13 +209,22 @@ create_topic() { # BOOTSTRAP NAME PARTITIONS [RETENTION_MS [REPLICATION_FACTOR]]
         --topic "$2" --partitions "$3" --replication-factor "$rf" --config "retention.ms=${4:-604800000}" "${isr[@]}"
 }
 
-usage() { sed -n '2,15s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+create_state_topic() { # BOOTSTRAP NAME PARTITIONS TTL_MS [REPLICATION_FACTOR]: one live record per key, gone after the consumer's TTL
+    local rf=${5:-1} isr=()
+    ((rf > 1)) && isr=(--config "min.insync.replicas=$((rf - 1))")
+    java_cp org.apache.kafka.tools.TopicCommand --bootstrap-server "$(bootstrap "$1")" --create --if-not-exists \
+        --topic "$2" --partitions "$3" --replication-factor "$rf" --config cleanup.policy=compact,delete \
+        --config "retention.ms=$4" "${isr[@]}"
+}
+
+usage() { sed -n '2,17s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 case ${1:-} in
 fetch) (($# == 1)) || usage; fetch ;;
 start) (($# == 3)) || usage; start "$2" "$3" ;;
 stop) (($# == 2)) || usage; stop "$2" ;;
 kill9) (($# == 2)) || usage; kill9 "$2" ;;
 create-topic) (($# >= 4 && $# <= 6)) || usage; create_topic "${@:2}" ;;
+create-state-topic) (($# == 5 || $# == 6)) || usage; create_state_topic "${@:2}" ;;
 cluster-start) (($# == 3)) || usage; cluster_start "$2" "$3" ;;
 cluster-stop) (($# == 2)) || usage; cluster_stop "$2" ;;
 node-start) (($# == 2)) || usage; node_start "$2" ;;

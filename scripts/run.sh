@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # run.sh [--cluster] — run the whole playhead stack locally, in the foreground, until Ctrl-C.
 # Builds (scripts/setup.sh), starts Redis on :6379 and Kafka on :9092 with their data under
-# ${PLAYHEAD_RUN_DIR:-<repo>/.run} (kept between runs), creates the topic playhead.positions
-# (8 partitions), then playhead-ingest (:8080), playhead-consumer and playhead-api (:8081) with
-# their defaults. Logs: <run dir>/*.log. Ctrl-C (or any service exiting) stops all it started.
+# ${PLAYHEAD_RUN_DIR:-<repo>/.run} (kept between runs), creates the topics playhead.positions
+# and playhead.state (8 partitions each), then playhead-ingest (:8080), playhead-consumer and
+# playhead-api (:8081) with their defaults. Logs: <run dir>/*.log. Ctrl-C (or any service exiting) stops all it started.
 # --cluster: the scaled-out stack instead (docs/scaling.md): three Kafka brokers (:9192-9194, the
 # topic with three replicas, min.insync.replicas=2), a Redis Cluster of three masters with one
 # replica each (:7100-7105, scripts/redis.sh cluster-start), and two consumers in one group
@@ -108,6 +108,9 @@ kafka_up=1 && start_kafka
 scripts/kafka.sh create-topic "$kafka_ports" playhead.positions 8 604800000 "$rf" >/dev/null
 # poison messages, with the reason in headers
 scripts/kafka.sh create-topic "$kafka_ports" playhead.positions.dlq 1 604800000 "$rf" >/dev/null
+# the compacted state (Redis can be rebuilt from it at any time): partitioned like the positions,
+# retention = the consumer's --ttl-seconds (default 60 days)
+scripts/kafka.sh create-state-topic "$kafka_ports" playhead.state 8 5184000000 "$rf" >/dev/null
 
 # shellcheck disable=SC2317 # called by wait_ready
 healthz() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/healthz"; }

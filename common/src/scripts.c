@@ -45,11 +45,18 @@
  * horizon is a join too: the stored state is a function of the SET of events applied, whatever the
  * order and the duplicates, row cap included.
  *
+ * A record of the state topic (kind "state", ARGV 2 its name, 14 its value, as this script reported
+ * them) is applied the same way, so a rebuild from it is order-free and idempotent: a title's value
+ * is merged register by register (content, series, hide) after what the markers cover is cut from
+ * it; a marker ("/erase/" .. video_id, "/erase_user", "/trim") is applied as the erase, user erase
+ * or trim horizon it stands for.
+ *
  * KEYS: videos hash, row zset, title-erase hash, user-erase string, streams zset, stream-info hash.
  * ARGV: 1 kind (position|hide|watched|unwatched|erase|erase_user), 2 video_id ("" for erase_user),
  *       3 ts, 4 received_at, 5 position, 6 duration (0 = unknown), 7 ttl_ms, 8 row_max,
  *       9 marker_ttl_ms, 10 finished_ratio, 11 finished_remaining_seconds (0 = off),
- *       12 series_id ("" = none), 13 next_video_id ("" = none).
+ *       12 series_id ("" = none), 13 next_video_id ("" = none), 14 the value of a state record
+ *       (kind "state" only; ARGV 3 is then ignored).
  * Returns {changed, name1, value1, name2, value2, ...}: changed is 1 when the event changed what is
  * stored, else 0; each pair is what changed, for the state topic:
  *   (video_id, new stored value)       a title's state changed;
@@ -58,13 +65,29 @@
  *   ("/erase/" .. video_id, ts)        a title's erase marker is now ts;
  *   ("/erase_user", ts)                the user's erase marker is now ts;
  *   ("/trim", ts)                      the trim horizon is now ts.
- * Names starting with '/' cannot be video ids (id rules), so every kind of pair is unambiguous. */
+ * Names starting with '/' cannot be video ids (id rules), so every kind of pair is unambiguous.
+ * Unchanged state (a stale event) reports nothing, so a replay never tells older values; but an
+ * event that is itself the winner of what is stored (a redelivery after a crash between the apply
+ * and the state topic's acknowledgement) reports the title's current value again, with the user's
+ * "/erase_user" and "/trim" markers (and a redelivered erase its marker and the title's value), so
+ * that the state topic catches up with Redis. changed stays 0 then. */
 static const char apply_lua[] =
-    "local kind, v = ARGV[1], ARGV[2]\n"
-    "local ts = tonumber(ARGV[3])\n"
+    "local kind, v, tstext = ARGV[1], ARGV[2], ARGV[3]\n"
+    /* a record of the state topic: a title's stored value, or a marker applied as its event */
+    "local sv\n"
+    "if kind == 'state' then\n"
+    "  local val = ARGV[14] or ''\n"
+    "  if v == '/erase_user' then kind, v, tstext = 'erase_user', '', val\n"
+    "  elseif v == '/trim' then kind, v, tstext = 'trim', '', val\n"
+    "  elseif string.sub(v, 1, 7) == '/erase/' then kind, v, tstext = 'erase', string.sub(v, 8), val\n"
+    "  else sv, tstext = val, '0' end\n"
+    "end\n"
+    "local ts = tonumber(tstext)\n"
+    "if not ts then return redis.error_reply('bad ts or state value') end\n"
     "local cap, ratio, remain = 2 * tonumber(ARGV[8]), tonumber(ARGV[10]), tonumber(ARGV[11])\n"
     "local RANK = {u = 1, p = 2, f = 2, w = 3}\n"
-    "local out = {0}\n" LUA_PARSE "local function encode(r)\n"
+    "local out = {0}\n"
+    "local again = false\n" LUA_PARSE "local function encode(r)\n"
     "  local t = r.a .. ':' .. r.b .. ':' .. r.c .. ':' .. r.d .. ':' .. r.k .. ':' .. r.h\n"
     "  if r.s == '' then return t end\n"
     "  if r.sa ~= r.a or r.sb ~= r.b then t = t .. ';' .. r.sa .. ';' .. r.sb end\n"
@@ -90,8 +113,8 @@ static const char apply_lua[] =
     "  if new ~= old then\n"
     "    out[1] = 1\n"
     "    if new then redis.call('HSET', KEYS[1], id, new) else redis.call('HDEL', KEYS[1], id) end\n"
-    "    out[#out + 1] = id; out[#out + 1] = new or ''\n"
     "  end\n"
+    "  if new ~= old or again then out[#out + 1] = id; out[#out + 1] = new or '' end\n"
     "  local act = num(redis.call('HGET', KEYS[3], id) or '-1')\n"
     "  if r then act = math.max(act, num(r.a), num(r.h)) end\n"
     "  if act > floor then redis.call('ZADD', KEYS[2], string.format('%d', act), id)\n"
@@ -114,10 +137,7 @@ static const char apply_lua[] =
     "  for i = 1, #all, 2 do put(all[i], all[i + 1], cut(parse(all[i + 1]), e)) end\n"
     "end\n"
     /* the row cap: everything at or below the (cap + 1)-th newest activity goes */
-    "local function trim()\n"
-    "  local n = redis.call('ZCARD', KEYS[2])\n"
-    "  if n <= cap then return end\n"
-    "  local at = string.format('%d', num(redis.call('ZRANGE', KEYS[2], n - cap - 1, n - cap - 1, 'WITHSCORES')[2]))\n"
+    "local function horizon(at)\n"
     "  th = num(at); floor = math.max(floor, th)\n"
     "  redis.call('HSET', KEYS[3], '/trim', at)\n"
     "  redis.call('PEXPIRE', KEYS[3], ARGV[9])\n"
@@ -129,14 +149,30 @@ static const char apply_lua[] =
     "  end\n"
     "  cut_all(th)\n"
     "end\n"
+    "local function trim()\n"
+    "  local n = redis.call('ZCARD', KEYS[2])\n"
+    "  if n <= cap then return end\n"
+    "  horizon(string.format('%d', num(redis.call('ZRANGE', KEYS[2], n - cap - 1, n - cap - 1, 'WITHSCORES')[2])))\n"
+    "end\n"
+    /* a redelivered event that is the winner of what is stored: what it caused is told again
+     * (current values only, never older ones), with the markers that bound the user's state */
+    "local function markers()\n"
+    "  if ux >= 0 then out[#out + 1] = '/erase_user'; out[#out + 1] = string.format('%d', ux) end\n"
+    "  if th >= 0 then out[#out + 1] = '/trim'; out[#out + 1] = string.format('%d', th) end\n"
+    "end\n"
     "local function touch()\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[7])\n"
     "  redis.call('PEXPIRE', KEYS[2], ARGV[7])\n"
     "end\n"
+    "if kind == 'trim' then\n"
+    "  if ts > th and ts > ux then horizon(tstext); touch() end\n"
+    "  return out\n"
+    "end\n"
     "if kind == 'erase_user' then\n"
+    "  if ts == ux then markers() end\n"
     "  if ts <= ux then return out end\n"
-    "  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[9])\n"
-    "  out[1] = 1; out[#out + 1] = '/erase_user'; out[#out + 1] = ARGV[3]\n"
+    "  redis.call('SET', KEYS[4], tstext, 'PX', ARGV[9])\n"
+    "  out[1] = 1; out[#out + 1] = '/erase_user'; out[#out + 1] = tstext\n"
     "  local marks = redis.call('HGETALL', KEYS[3])\n"
     "  for i = 1, #marks, 2 do\n"
     "    if num(marks[i + 1]) <= ts then redis.call('HDEL', KEYS[3], marks[i]) end\n"
@@ -144,19 +180,42 @@ static const char apply_lua[] =
     "  if th <= ts then th = -1 end\n"
     "  ux = ts; floor = math.max(ux, th)\n"
     "  cut_all(ts)\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tstext)\n"
     "  redis.call('DEL', KEYS[5], KEYS[6])\n"
     "  touch()\n"
     "  return out\n"
     "end\n"
     "local ex = num(redis.call('HGET', KEYS[3], v) or '-1')\n"
-    "if ts <= ux or ts <= ex then return out end\n"
     "local old = redis.call('HGET', KEYS[1], v)\n"
+    "if sv then\n"
+    "  local r = cut(parse(sv), math.max(floor, ex))\n"
+    "  if not r then return out end\n"
+    "  local cur = parse(old or nil) or blank('0')\n"
+    "  if r.k ~= 'n' and (cur.k == 'n' or cmp({{num(cur.a), num(r.a)}, {num(cur.b), num(r.b)}, {RANK[cur.k], RANK[r.k]},\n"
+    "                                         {num(cur.c), num(r.c)}, {num(cur.d), num(r.d)}}) < 0) then\n"
+    "    cur.a, cur.b, cur.c, cur.d, cur.k = r.a, r.b, r.c, r.d, r.k\n"
+    "  end\n"
+    "  if r.s ~= '' and (cur.s == '' or cmp({{num(cur.sa), num(r.sa)}, {num(cur.sb), num(r.sb)}, {cur.s, r.s}, {cur.n, r.n}}) < 0) "
+    "then\n"
+    "    cur.sa, cur.sb, cur.s, cur.n = r.sa, r.sb, r.s, r.n\n"
+    "  end\n"
+    "  if num(r.h) > num(cur.h) then cur.h = r.h end\n"
+    "  put(v, old, cur)\n"
+    "  trim()\n"
+    "  touch()\n"
+    "  return out\n"
+    "end\n"
+    "if kind == 'erase' and ts == ex and ts > ux then\n"
+    "  out[#out + 1] = '/erase/' .. v; out[#out + 1] = tstext\n"
+    "  out[#out + 1] = v; out[#out + 1] = old or ''\n"
+    "  markers()\n"
+    "end\n"
+    "if ts <= ux or ts <= ex then return out end\n"
     "local cur = parse(old or nil)\n"
     "if kind == 'erase' then\n"
-    "  redis.call('HSET', KEYS[3], v, ARGV[3])\n"
+    "  redis.call('HSET', KEYS[3], v, tstext)\n"
     "  redis.call('PEXPIRE', KEYS[3], ARGV[9])\n"
-    "  out[1] = 1; out[#out + 1] = '/erase/' .. v; out[#out + 1] = ARGV[3]\n"
+    "  out[1] = 1; out[#out + 1] = '/erase/' .. v; out[#out + 1] = tstext\n"
     "  put(v, old, cut(cur, ts))\n"
     "  trim()\n"
     "  touch()\n"
@@ -165,8 +224,9 @@ static const char apply_lua[] =
     "if ts <= th then return out end\n"
     "if not cur then cur = blank('0') end\n"
     "if kind == 'hide' then\n"
-    "  if num(cur.h) >= ts then return out end\n"
-    "  cur.h = ARGV[3]\n"
+    "  again = old ~= nil and old ~= false and cur.h == tstext\n"
+    "  if num(cur.h) > ts or (num(cur.h) == ts and not again) then return out end\n"
+    "  cur.h = tstext\n"
     "else\n"
     "  local k\n"
     "  if kind == 'watched' then k = 'w'\n"
@@ -177,13 +237,15 @@ static const char apply_lua[] =
     "  end\n"
     "  if cur.k == 'n' or cmp({{num(cur.a), ts}, {num(cur.b), num(ARGV[4])}, {RANK[cur.k], RANK[k]},\n"
     "                        {num(cur.c), num(ARGV[5])}, {num(cur.d), num(ARGV[6])}}) < 0 then\n"
-    "    cur.a, cur.b, cur.c, cur.d, cur.k = ARGV[3], ARGV[4], ARGV[5], ARGV[6], k\n"
+    "    cur.a, cur.b, cur.c, cur.d, cur.k = tstext, ARGV[4], ARGV[5], ARGV[6], k\n"
     "  end\n"
     "  local s, n = ARGV[12], ARGV[12] ~= '' and ARGV[13] or ''\n"
     "  if s ~= '' and (cur.s == '' or cmp({{num(cur.sa), ts}, {num(cur.sb), num(ARGV[4])}, {cur.s, s}, {cur.n, n}}) < 0) then\n"
-    "    cur.sa, cur.sb, cur.s, cur.n = ARGV[3], ARGV[4], s, n\n"
+    "    cur.sa, cur.sb, cur.s, cur.n = tstext, ARGV[4], s, n\n"
     "  end\n"
+    "  again = (cur.a == tstext and cur.b == ARGV[4]) or (cur.s ~= '' and cur.sa == tstext and cur.sb == ARGV[4])\n"
     "end\n"
+    "if again and encode(cur) == old then markers() end\n"
     "put(v, old, cur)\n"
     "trim()\n"
     "touch()\n"

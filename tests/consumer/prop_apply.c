@@ -6,6 +6,10 @@
  * every key of every user read back with HGETALL / ZRANGE / GET. Row caps from "no trimming" to
  * "titles fall off". Run by tests/integration/test_viewer_script.py.
  *
+ * And the rebuild from the state topic: the changes the script reported in each order, kept as a
+ * compacted topic would (the last one per user and name; a tombstone removes the title), applied
+ * to an empty Redis in a random order as state records (kind "state"), must leave that same state.
+ *
  *   prop_apply HOST PORT SEED [SETS]
  *
  * Exits 0 when every order agreed, 1 with the seed, the set and both states on a mismatch, 2 on a
@@ -29,6 +33,39 @@ static const double DURATIONS[] = {0, 100};
 
 static redisContext *ctx;
 static char sha[64];
+
+/* the state topic as compaction leaves it: the last change per (user, name); live 0: a tombstone */
+typedef struct {
+    char user[PH_ID_MAX + 1];
+    char name[PH_STATE_NAME_MAX + 1];
+    char value[PH_STATE_VALUE_MAX + 1];
+    int live;
+} record_t;
+#define RECORDS_MAX 256
+static record_t records[RECORDS_MAX];
+static size_t nrecords;
+
+static void keep_changes(const ph_event_t *ev, const redisReply *r)
+{
+    for (size_t i = 1; i + 1 < r->elements; i += 2) {
+        const redisReply *name = r->element[i], *value = r->element[i + 1];
+        record_t *rec = NULL;
+        for (size_t k = 0; k < nrecords && rec == NULL; ++k)
+            if (strcmp(records[k].user, ev->user_id) == 0 && strcmp(records[k].name, name->str) == 0)
+                rec = &records[k];
+        if (rec == NULL) {
+            if (nrecords == RECORDS_MAX) {
+                fprintf(stderr, "prop_apply: too many state records\n");
+                exit(2);
+            }
+            rec = &records[nrecords++];
+            snprintf(rec->user, sizeof(rec->user), "%s", ev->user_id);
+            snprintf(rec->name, sizeof(rec->name), "%s", name->str);
+        }
+        snprintf(rec->value, sizeof(rec->value), "%s", value->str);
+        rec->live = value->len > 0;
+    }
+}
 
 /* xorshift64*: the same SEED gives the same sets and orders on every machine */
 static unsigned long long rng;
@@ -96,7 +133,31 @@ static void apply_one(const ph_apply_t *apply, const ph_event_t *ev)
         fprintf(stderr, "prop_apply: unexpected reply of the apply script\n");
         exit(2);
     }
+    keep_changes(ev, r);
     freeReplyObject(r);
+}
+
+/* one state record, as consumer/apply.c ph_apply_start_states sends it */
+static void apply_record(const ph_apply_t *apply, const record_t *rec)
+{
+    ph_event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.user_id_len = (uint8_t)snprintf(ev.user_id, sizeof(ev.user_id), "%s", rec->user);
+    ph_apply_args_t args;
+    ph_apply_args(apply, &ev, &args);
+    const char *argv[4 + PH_APPLY_ARGC] = {"EVALSHA", sha, "6"};
+    size_t lens[4 + PH_APPLY_ARGC] = {7, strlen(sha), 1};
+    for (int i = 0; i < PH_APPLY_ARGC; ++i) {
+        argv[3 + i] = args.argv[i];
+        lens[3 + i] = args.lens[i];
+    }
+    argv[3 + 6] = "state";
+    lens[3 + 6] = 5;
+    argv[3 + 7] = rec->name;
+    lens[3 + 7] = strlen(rec->name);
+    argv[3 + PH_APPLY_ARGC] = rec->value;
+    lens[3 + PH_APPLY_ARGC] = strlen(rec->value);
+    freeReplyObject(command(4 + PH_APPLY_ARGC, argv, lens));
 }
 
 static int cmp_pairs(const void *x, const void *y)
@@ -181,7 +242,7 @@ int main(int argc, char **argv)
     freeReplyObject(r);
 
     static const unsigned row_maxes[] = {100, 1, 2};
-    size_t compared = 0;
+    size_t compared = 0, rebuilds = 0;
     for (int s = 0; s < sets; ++s) {
         ph_apply_t apply;
         ph_apply_rules_t rules = {.marker_ttl_ms = 1000000000, .finished_ratio = 0.95, .finished_remaining_s = 30};
@@ -206,9 +267,37 @@ int main(int argc, char **argv)
                 order[j] = t;
             }
             freeReplyObject(command(1, (const char *[]){"FLUSHALL"}, (const size_t[]){8}));
+            nrecords = 0;
             for (size_t i = 0; i < m; ++i)
                 apply_one(&apply, &events[order[i]]);
             char *state = snapshot();
+
+            /* the rebuild: the live records, in a random order */
+            freeReplyObject(command(1, (const char *[]){"FLUSHALL"}, (const size_t[]){8}));
+            size_t live[RECORDS_MAX], nlive = 0;
+            for (size_t k = 0; k < nrecords; ++k)
+                if (records[k].live)
+                    live[nlive++] = k;
+            for (size_t i = nlive; i > 1; --i) {
+                size_t j = pick((unsigned)i), t = live[i - 1];
+                live[i - 1] = live[j];
+                live[j] = t;
+            }
+            for (size_t i = 0; i < nlive; ++i)
+                apply_record(&apply, &records[live[i]]);
+            char *rebuilt = snapshot();
+            rebuilds++;
+            if (strcmp(state, rebuilt) != 0) {
+                fprintf(stderr, "prop_apply: REBUILD MISMATCH seed %llu set %d row_max %u\nevents:\n", seed, s, row_max);
+                for (size_t i = 0; i < n; ++i)
+                    print_event(stderr, &events[i]);
+                fprintf(stderr, "state records:\n");
+                for (size_t i = 0; i < nlive; ++i)
+                    fprintf(stderr, "  %s/%s %s\n", records[live[i]].user, records[live[i]].name, records[live[i]].value);
+                fprintf(stderr, "applied:\n%s\nrebuilt:\n%s", state, rebuilt);
+                return 1;
+            }
+            free(rebuilt);
             if (first == NULL) {
                 first = state;
                 continue;
@@ -225,7 +314,8 @@ int main(int argc, char **argv)
         }
         free(first);
     }
-    printf("prop_apply: seed %llu: %d sets, %zu orders compared, all equal\n", seed, sets, compared);
+    printf("prop_apply: seed %llu: %d sets, %zu orders compared, all equal; %zu rebuilds from the state records, all equal\n", seed,
+           sets, compared, rebuilds);
     redisFree(ctx);
     return 0;
 }

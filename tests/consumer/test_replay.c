@@ -1,5 +1,5 @@
 /*
- * Unit tests of consumer/replay.c: parsing --replay-from ("earliest" or an RFC 3339 time).
+ * Unit tests of consumer/replay.c: parsing --replay-from ("earliest", "state" or an RFC 3339 time).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +20,7 @@ static void test_modes(void **state)
     (void)state;
     assert_int_equal(parse(""), PH_REPLAY_OFF);
     assert_int_equal(parse("earliest"), PH_REPLAY_EARLIEST);
+    assert_int_equal(parse("state"), PH_REPLAY_STATE);
 }
 
 static void test_rfc3339(void **state)
@@ -38,6 +39,7 @@ static void test_rejects(void **state)
 {
     (void)state;
     static const char *const bad[] = {"latest",
+                                      "State",
                                       "2023-11-14",
                                       "2023-11-14T22:13:20",
                                       "2023-11-14T22:13Z",

@@ -108,6 +108,8 @@ def topic(kafka, request):
     kafka.ensure_up()
     name = kafka.create_topic(unique_name(f"ph-{request.node.name}"), partitions=4)
     kafka.create_topic(f"{name}.dlq", partitions=1)  # the consumer's dead-letter topic
+    # the consumer's compacted state topic, partitioned like the positions (scripts/kafka.sh create-state-topic)
+    kafka.create_topic(f"{name}.state", partitions=4, config={"cleanup.policy": "compact,delete"})
     return name
 
 
@@ -155,7 +157,7 @@ def ingest(services, tmp_path, kafka, topic):
 def consumer(services, tmp_path, kafka, topic, group, redis, redis_server):
     return _factory("consumer", services, tmp_path,
                     {"brokers": kafka.bootstrap, "topic": topic, "group": group, "redis": redis_server.url,
-                     "dlq_topic": f"{topic}.dlq", "metrics_listen": f"{harness.HOST}:{free_port()}"})
+                     "dlq_topic": f"{topic}.dlq", "state_topic": f"{topic}.state", "metrics_listen": f"{harness.HOST}:{free_port()}"})
 
 
 @pytest.fixture
