@@ -734,6 +734,49 @@ static void test_format_double_round_trip(void **state)
     }
 }
 
+/* The shortest-of-%.15g..%.17g reference the fast path must agree with, byte for byte. */
+static void format_reference(char *buf, size_t cap, double v)
+{
+    for (int prec = 15; prec <= 17; ++prec) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+/* Short decimals (m / 10^k, as players report them) take the printf-free path: its text must be
+ * the reference's exactly, including around the path's bounds (1e-4, 1e15, 6 decimals) and for
+ * values that are near, but not, a short decimal. */
+static void test_format_double_matches_printf(void **state)
+{
+    (void)state;
+    ph_test_seed("test_event format_double_matches_printf");
+    static const double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+    static const double edges[] = {
+        1e-4, 9.9999e-5, 1e-5,    0.000123, 0.123456, 0.1234567, 1e15, 1e15 - 1, 999999999999999.9, 123456789012.345,
+        0.5,  -2.25,     -0.0001, 7e22};
+    char fast[32], ref[32];
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); ++i) {
+        ph_format_double(fast, sizeof(fast), edges[i]);
+        format_reference(ref, sizeof(ref), edges[i]);
+        if (strcmp(fast, ref) != 0)
+            fail_msg("%.17g: %s, printf says %s", edges[i], fast, ref);
+    }
+    for (int i = 0; i < 300000; ++i) {
+        int k = (int)(ph_test_rand() % 9);
+        double m = (double)(ph_test_rand() % (i % 3 == 0 ? 100000u : 100000000000u));
+        double v = m / pow10[k];
+        if (i % 5 == 0) /* a neighbour: not a short decimal */
+            v = nextafter(v, i % 10 == 0 ? 0 : 1e300);
+        if (i % 7 == 0)
+            v = -v;
+        size_t n = ph_format_double(fast, sizeof(fast), v);
+        format_reference(ref, sizeof(ref), v);
+        if (n != strlen(ref) || strcmp(fast, ref) != 0)
+            fail_msg("%.17g: %s, printf says %s", v, fast, ref);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_kafka_round_trip),
         cmocka_unit_test(test_format_double_fixed),
         cmocka_unit_test(test_format_double_round_trip),
+        cmocka_unit_test(test_format_double_matches_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
