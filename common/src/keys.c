@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "playhead/keys.h"
+#include "playhead/number.h"
 
 size_t ph_key(char *buf, size_t cap, ph_key_kind_t kind, const char *user, size_t user_len)
 {
@@ -37,11 +38,11 @@ int ph_state_decode(const char *s, size_t len, ph_state_t *st)
     if (end == p || *end != ':')
         return -1;
     p = end + 1;
-    double pos = strtod(p, &end);
+    double pos = ph_parse_double(p, &end);
     if (end == p || *end != ':')
         return -1;
     p = end + 1;
-    double dur = strtod(p, &end);
+    double dur = ph_parse_double(p, &end);
     if (end == p || (*end != '\0' && *end != ':'))
         return -1;
     if (!isfinite(pos) || !isfinite(dur))

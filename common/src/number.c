@@ -10,6 +10,10 @@
  * 1e-4 <= |v| < 1e15 it is also exactly what "%.15g" prints (the slow path's first try): a double
  * is within 2^-53 relative of the decimal it is nearest to, far less than half a unit of the 15th
  * digit, and %g uses fixed notation for those exponents. Anything else takes the printf path.
+ *
+ * Reading is the mirror image (Clinger's fast path): a decimal of at most 15 digits without an
+ * exponent is m / 10^k with m and 10^k exact, so one correctly rounded division gives what strtod
+ * gives. Anything else is read by strtod.
  */
 #include <math.h>
 #include <stdint.h>
@@ -86,4 +90,43 @@ size_t ph_format_double(char *buf, size_t cap, double v)
         }
     }
     return format_slow(buf, cap, v);
+}
+
+double ph_parse_double(const char *s, char **end)
+{
+    static const double pow10[16] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    const char *p = s;
+    int negative = *p == '-';
+    p += negative;
+    uint64_t m = 0;
+    int digits = 0, decimals = 0;
+    for (; *p >= '0' && *p <= '9'; ++p, ++digits)
+        m = m * 10 + (uint64_t)(*p - '0');
+    if (digits > 0 && *p == '.' && p[1] >= '0' && p[1] <= '9')
+        for (++p; *p >= '0' && *p <= '9'; ++p, ++digits, ++decimals)
+            m = m * 10 + (uint64_t)(*p - '0');
+    if (digits == 0 || digits > 15 || *p == 'e' || *p == 'E' || *p == '.' || *p == 'x' || *p == 'X')
+        return strtod(s, end);
+    if (end != NULL)
+        *end = (char *)(uintptr_t)p;
+    double v = (double)m / pow10[decimals];
+    return negative ? -v : v;
+}
+
+size_t ph_format_i64(char *buf, int64_t v)
+{
+    char digits[20];
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    size_t len = 0;
+    if (v < 0)
+        buf[len++] = '-';
+    while (nd > 0)
+        buf[len++] = digits[--nd];
+    buf[len] = '\0';
+    return len;
 }

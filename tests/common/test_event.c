@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include "playhead/event.h"
 #include "playhead/json_.h"
+#include "playhead/number.h"
 #include "eventutil.h"
 #include "testutil.h"
 
@@ -777,6 +778,72 @@ static void test_format_double_matches_printf(void **state)
     }
 }
 
+/* ph_parse_double reads what strtod reads, to the bit and to the same end, for the short
+ * decimals of its fast path and for everything it hands to strtod. */
+static void test_parse_double_matches_strtod(void **state)
+{
+    (void)state;
+    ph_test_seed("test_event parse_double_matches_strtod");
+    static const char *const fixed[] = {"0",
+                                        "-0",
+                                        "12.5:",
+                                        "1.",
+                                        ".5",
+                                        "1e3",
+                                        "1E-3",
+                                        "0x10",
+                                        "inf",
+                                        "nan",
+                                        "-",
+                                        "",
+                                        "abc",
+                                        "007",
+                                        "1.5.5",
+                                        "123456789012345",
+                                        "1234567890123456",
+                                        "0.000000000000001",
+                                        "9007199254740993",
+                                        "1.0000000000000002",
+                                        " 1",
+                                        "+1",
+                                        "99999999999999.9",
+                                        "1.25e",
+                                        "2:3"};
+    char buf[64];
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 300000; ++i) {
+        const char *text = buf;
+        if (i < sizeof(fixed) / sizeof(fixed[0])) {
+            text = fixed[i];
+        } else {
+            int digits = 1 + (int)(ph_test_rand() % 19), point = (int)(ph_test_rand() % (digits + 1)), n = 0;
+            if (ph_test_rand() % 4 == 0)
+                buf[n++] = '-';
+            for (int d = 0; d < digits; ++d) {
+                if (d == point && d > 0)
+                    buf[n++] = '.';
+                buf[n++] = (char)('0' + ph_test_rand() % 10);
+            }
+            if (ph_test_rand() % 8 == 0)
+                n += snprintf(buf + n, sizeof(buf) - (size_t)n, "e%d", (int)(ph_test_rand() % 40) - 20);
+            buf[n++] = ph_test_rand() % 2 ? ':' : '\0';
+            buf[n] = '\0';
+        }
+        char *end_fast, *end_ref;
+        double fast = ph_parse_double(text, &end_fast), ref = strtod(text, &end_ref);
+        if (memcmp(&fast, &ref, sizeof(fast)) != 0 || end_fast != end_ref)
+            fail_msg("\"%s\": %.17g (%td chars), strtod %.17g (%td chars)", text, fast, end_fast - text, ref, end_ref - text);
+    }
+    static const int64_t ints[] = {0, 1, -1, 9, 10, -10, 1700000000000, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]) + 100000; ++i) {
+        int64_t v = i < sizeof(ints) / sizeof(ints[0]) ? ints[i] : (int64_t)ph_test_rand() >> (ph_test_rand() % 64);
+        char fast[24], ref[24];
+        size_t n = ph_format_i64(fast, v);
+        snprintf(ref, sizeof(ref), "%lld", (long long)v);
+        assert_string_equal(fast, ref);
+        assert_int_equal(n, strlen(ref));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -800,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_format_double_fixed),
         cmocka_unit_test(test_format_double_round_trip),
         cmocka_unit_test(test_format_double_matches_printf),
+        cmocka_unit_test(test_parse_double_matches_strtod),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
