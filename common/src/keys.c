@@ -30,11 +30,11 @@ int ph_state_decode(const char *s, size_t len, ph_state_t *st)
     memcpy(tmp, s, len);
     tmp[len] = '\0';
     p = tmp;
-    long long ts = strtoll(p, &end, 10);
+    long long ts = ph_parse_i64(p, &end);
     if (end == p || *end != ':')
         return -1;
     p = end + 1;
-    long long rc = strtoll(p, &end, 10);
+    long long rc = ph_parse_i64(p, &end);
     if (end == p || *end != ':')
         return -1;
     p = end + 1;
@@ -55,14 +55,14 @@ int ph_state_decode(const char *s, size_t len, ph_state_t *st)
             return -1;
         st->kind = *p;
         p += 2;
-        long long hide = strtoll(p, &end, 10);
+        long long hide = ph_parse_i64(p, &end);
         if (end == p || hide < 0 || (*end != '\0' && *end != '/' && *end != ';'))
             return -1;
         st->hide_ts = hide;
         if (*end == ';') { /* ;series_ts;series_received_at: the event the series came from */
             for (int i = 0; i < 2; ++i) {
                 p = end + 1;
-                long long v = strtoll(p, &end, 10);
+                long long v = ph_parse_i64(p, &end);
                 if (end == p || v < 0 || *end != (i == 0 ? ';' : '/'))
                     return -1;
             }

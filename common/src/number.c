@@ -130,3 +130,19 @@ size_t ph_format_i64(char *buf, int64_t v)
     buf[len] = '\0';
     return len;
 }
+
+long long ph_parse_i64(const char *s, char **end)
+{
+    const char *p = s;
+    int negative = *p == '-';
+    p += negative;
+    long long v = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 18; ++p, ++digits)
+        v = v * 10 + (*p - '0');
+    if (digits == 0 || (*p >= '0' && *p <= '9'))
+        return strtoll(s, end, 10); /* no digits (strtoll's own answer), or 19+: its overflow rules */
+    if (end != NULL)
+        *end = (char *)(uintptr_t)p;
+    return negative ? -v : v;
+}

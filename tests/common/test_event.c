@@ -833,6 +833,31 @@ static void test_parse_double_matches_strtod(void **state)
         if (memcmp(&fast, &ref, sizeof(fast)) != 0 || end_fast != end_ref)
             fail_msg("\"%s\": %.17g (%td chars), strtod %.17g (%td chars)", text, fast, end_fast - text, ref, end_ref - text);
     }
+    static const char *const int_texts[] = {"0",
+                                            "-0",
+                                            "17:",
+                                            "-",
+                                            "",
+                                            "x",
+                                            " 5",
+                                            "+5",
+                                            "123456789012345678",
+                                            "1234567890123456789",
+                                            "99999999999999999999",
+                                            "-9223372036854775808",
+                                            "007/"};
+    for (size_t i = 0; i < sizeof(int_texts) / sizeof(int_texts[0]) + 100000; ++i) {
+        const char *text = buf;
+        if (i < sizeof(int_texts) / sizeof(int_texts[0]))
+            text = int_texts[i];
+        else
+            snprintf(buf, sizeof(buf), "%s%llu%s", ph_test_rand() % 3 == 0 ? "-" : "",
+                     (unsigned long long)(ph_test_rand() >> (ph_test_rand() % 64)), ph_test_rand() % 2 ? ":" : "");
+        char *end_fast, *end_ref;
+        long long fast = ph_parse_i64(text, &end_fast), ref = strtoll(text, &end_ref, 10);
+        if (fast != ref || end_fast != end_ref)
+            fail_msg("\"%s\": %lld (%td chars), strtoll %lld (%td chars)", text, fast, end_fast - text, ref, end_ref - text);
+    }
     static const int64_t ints[] = {0, 1, -1, 9, 10, -10, 1700000000000, INT64_MAX, INT64_MIN};
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]) + 100000; ++i) {
         int64_t v = i < sizeof(ints) / sizeof(ints[0]) ? ints[i] : (int64_t)ph_test_rand() >> (ph_test_rand() % 64);

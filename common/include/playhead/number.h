@@ -16,6 +16,9 @@ size_t ph_format_double(char *buf, size_t cap, double v);
 /* strtod, faster for the short decimals ph_format_double writes (same result, same `end`). */
 double ph_parse_double(const char *s, char **end);
 
+/* strtoll(s, end, 10), faster for up to 18 digits (same result, same `end`). */
+long long ph_parse_i64(const char *s, char **end);
+
 /* Decimal text of v, NUL-terminated; buf holds at least 21 bytes. Returns the length. */
 size_t ph_format_i64(char *buf, int64_t v);
 
