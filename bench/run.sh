@@ -235,7 +235,7 @@ rb() { # NAME N CMD...: redis-benchmark -P 16, requests per second to $RAW/NAME.
 }
 rb limit_hget 1000000 HGET 'ph:{user-0000001}:v' video-000001
 rb limit_get 1000000 GET 'ph:{user-0000001}:video-000001'
-rb limit_row 200000 EVALSHA "$row_sha" 2 'ph:{user-0000001}:v' 'ph:{user-0000001}:r' 20
+rb limit_row 200000 EVALSHA "$row_sha" 2 'ph:{user-0000001}:v' 'ph:{user-0000001}:r' 20 60 0.05
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 
 # ------------------------------------------------------------------ ingest
