@@ -31,7 +31,9 @@ void ph_api_item_fields(ph_buf_t *b, const ph_state_t *st)
         ph_buf_lit(b, ",\"duration\":");
         ph_buf_double(b, st->duration);
         ph_buf_lit(b, ",\"progress\":");
-        ph_buf_double(b, progress < 0 ? 0 : progress > 1 ? 1 : progress);
+        /* 4 decimals (0.01 %) are more than any progress bar shows; a short decimal is also what
+         * ph_format_double writes without printf, and progress is on every row item */
+        ph_buf_double(b, progress < 0 ? 0 : progress > 1 ? 1 : round(progress * 1e4) / 1e4);
     } else {
         ph_buf_lit(b, ",\"duration\":null,\"progress\":");
         if (st->kind == 'w')

@@ -12,7 +12,8 @@
 # (*.self.txt, *.inclusive.txt, summary.jsonl; committed) and the raw callgrind.* dumps (hundreds of
 # KB, not committed: .gitignore); run it again to regenerate the dumps, e.g. for callgrind_annotate
 # or kcachegrind.
-# PROFILE_RESULTS=<dir> writes there instead; PROFILE_INGEST_ARGS="-X compression.codec=none" adds
+# PROFILE_ONLY="api" (any of ingest, api, consumer) profiles only those, e.g. to compare a change
+# quickly with PROFILE_RESULTS=/tmp/x; PROFILE_RESULTS=<dir> writes there instead; PROFILE_INGEST_ARGS="-X compression.codec=none" adds
 # options to ingest's command line (to measure a configuration change).
 set -euo pipefail
 T_START=$EPOCHREALTIME
@@ -27,6 +28,8 @@ LOAD_SECONDS=${PROFILE_SECONDS:-8}
 RESULTS=${PROFILE_RESULTS:-$here/results}
 OUT=$RESULTS/profile
 read -r -a INGEST_EXTRA <<<"${PROFILE_INGEST_ARGS:-}"
+ONLY=" ${PROFILE_ONLY:-ingest api consumer} "
+want() { [[ $ONLY == *" $1 "* ]]; }
 PY=/usr/bin/python3
 log() { printf '[profile %6.1fs] %s\n' "$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" "$*" >&2; }
 
@@ -65,10 +68,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 redis_up=1 && scripts/redis.sh start "$RUN/redis" "$REDIS_PORT"
-kafka_up=1 && scripts/kafka.sh start "$RUN/kafka" "$KAFKA_PORT"
-scripts/kafka.sh create-topic "$KAFKA_PORT" "prof-ingest-$ID" 8 >/dev/null &
-scripts/kafka.sh create-topic "$KAFKA_PORT" "prof-consumer-$ID" 8 >/dev/null &
-wait
+if want ingest || want consumer; then
+    kafka_up=1 && scripts/kafka.sh start "$RUN/kafka" "$KAFKA_PORT"
+    scripts/kafka.sh create-topic "$KAFKA_PORT" "prof-ingest-$ID" 8 >/dev/null &
+    scripts/kafka.sh create-topic "$KAFKA_PORT" "prof-consumer-$ID" 8 >/dev/null &
+    wait
+fi
 rm -rf "$OUT" && mkdir -p "$OUT"
 "$BUILD/consumer/playhead-consumer" --print-script apply >"$RUN/apply.lua"
 # the data the api reads: 20,000 users x 10 videos, as the consumer stores them
@@ -132,7 +137,7 @@ wrk_count() { # SCRIPT URL: requests answered 2xx, from wrk's done() figures
 }
 
 # ------------------------------------------------------------------ ingest
-for test in post1 post100; do
+want ingest && for test in post1 post100; do
     port=$(free_port)
     wrap "ingest-$test" "$BUILD/ingest/playhead-ingest" --auth dev --threads 1 --listen "127.0.0.1:$port" --brokers "$BROKERS" \
         --topic "prof-ingest-$ID" --spool-dir "$RUN/spool-$port" --log-level warn "${INGEST_EXTRA[@]}"
@@ -147,7 +152,7 @@ for test in post1 post100; do
 done
 
 # ------------------------------------------------------------------ api
-for test in read_position read_row; do
+want api && for test in read_position read_row; do
     port=$(free_port)
     wrap "api-$test" "$BUILD/api/playhead-api" --auth dev --threads 1 --listen "127.0.0.1:$port" \
         --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn
@@ -161,21 +166,23 @@ for test in read_position read_row; do
 done
 
 # ------------------------------------------------------------------ consumer
-"$TOOLS/genevents" sessions 500 10 10 50 5 >"$RUN/sessions.txt"
-kcat -P -b "$BROKERS" -t "prof-consumer-$ID" -K '|' -z lz4 -X acks=all -X linger.ms=20 -l "$RUN/sessions.txt"
-redis-cli -p "$REDIS_PORT" flushall >/dev/null
-redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
-group=prof-$ID
-wrap consumer "$BUILD/consumer/playhead-consumer" --brokers "$BROKERS" --topic "prof-consumer-$ID" --group "$group" \
-    --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn --dlq-topic= --state-topic= --metrics-listen= -X auto.commit.interval.ms=100
-pid=$WRAPPED
-# instrumentation from the start: the consumer's work is the whole run
-sleep 1 && on "$pid" consumer
-$PY bench/tools/lag.py "$BROKERS" "prof-consumer-$ID" "$group" 50000 300 >"$RUN/lag.json"
-off "$pid"
-evalsha=$(redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_evalsha:/ { print $3 }')
-finish "$pid" consumer 50000 events
-echo "{\"name\":\"consumer-redis\",\"evalsha_calls\":$evalsha}" >>"$OUT/summary.jsonl"
+if want consumer; then
+    "$TOOLS/genevents" sessions 500 10 10 50 5 >"$RUN/sessions.txt"
+    kcat -P -b "$BROKERS" -t "prof-consumer-$ID" -K '|' -z lz4 -X acks=all -X linger.ms=20 -l "$RUN/sessions.txt"
+    redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+    group=prof-$ID
+    wrap consumer "$BUILD/consumer/playhead-consumer" --brokers "$BROKERS" --topic "prof-consumer-$ID" --group "$group" \
+        --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn --dlq-topic= --state-topic= --metrics-listen= -X auto.commit.interval.ms=100
+    pid=$WRAPPED
+    # instrumentation from the start: the consumer's work is the whole run
+    sleep 1 && on "$pid" consumer
+    $PY bench/tools/lag.py "$BROKERS" "prof-consumer-$ID" "$group" 50000 300 >"$RUN/lag.json"
+    off "$pid"
+    evalsha=$(redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_evalsha:/ { print $3 }')
+    finish "$pid" consumer 50000 events
+    echo "{\"name\":\"consumer-redis\",\"evalsha_calls\":$evalsha}" >>"$OUT/summary.jsonl"
+fi
 
 # ------------------------------------------------------------------ report
 {

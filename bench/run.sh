@@ -10,10 +10,14 @@
 #             Kafka producer (kcat -P, same broker, same ~160 B messages, acks=all, lz4, idempotent),
 #             Redis (pipelined EVALSHA of the consumer's apply script; HGET, GET and the row script
 #             with redis-benchmark -P 16)
-#   playhead  ingest single events and batches of 100 (wrk), consumer catch-up over 2,000,000 events,
+#   playhead  ingest single events (64 and 256 connections) and batches of 100 (wrk), consumer
+#             catch-up over 2,000,000 events and over 500,000 distinct keys (nothing to coalesce),
 #             api positions and continue-watching (wrk) — ingest and api with --threads 1 and 2 —
 #             end-to-end POST-202 -> readable at a paced 10,000 events/s, RSS of each service under
-#             load, Redis bytes per stored (user, video) next to one string key per (user, video).
+#             load, Redis bytes per stored (user, video) next to one string key per (user, video);
+#             for every wrk run of a service, its CPU time per request (utime + stime of the process
+#             from /proc/PID/stat over the run), next to the same figure for its no-op route: a figure
+#             that does not depend on the broker and wrk sharing the cores.
 # Writes bench/results/latest.{json,md,png}. Loopback only; every wait has a deadline.
 #
 #   bench/run.sh            (BENCH_SECONDS=10 per wrk run, BENCH_CONNS=64, BENCH_WRK_THREADS=2,
@@ -79,6 +83,7 @@ RAW=$RUN/raw
 mkdir -p "$RAW"
 ID=$(date +%s)-$$
 TOPIC_LIMIT=bench-limit-$ID TOPIC_INGEST=bench-ingest-$ID TOPIC_CONSUMER=bench-consumer-$ID TOPIC_E2E=bench-e2e-$ID
+TOPIC_DISTINCT=bench-distinct-$ID
 REDIS_PORT=$(free_port) MEM_PORT=$(free_port) KAFKA_PORT=$(free_port)
 BROKERS=127.0.0.1:$KAFKA_PORT
 pids=() samplers=() redis_up=0 mem_up=0 kafka_up=0 ok=0
@@ -104,7 +109,7 @@ log "starting Redis :$REDIS_PORT, Redis (memory) :$MEM_PORT, Kafka :$KAFKA_PORT 
 redis_up=1 && scripts/redis.sh start "$RUN/redis" "$REDIS_PORT"
 mem_up=1 && scripts/redis.sh start "$RUN/redis-mem" "$MEM_PORT"
 kafka_up=1 && scripts/kafka.sh start "$RUN/kafka" "$KAFKA_PORT"
-for t in "$TOPIC_LIMIT" "$TOPIC_INGEST" "$TOPIC_CONSUMER" "$TOPIC_E2E"; do
+for t in "$TOPIC_LIMIT" "$TOPIC_INGEST" "$TOPIC_CONSUMER" "$TOPIC_E2E" "$TOPIC_DISTINCT"; do
     scripts/kafka.sh create-topic "$KAFKA_PORT" "$t" 8 >"$RUN/topic-$t.log" 2>&1 &
 done
 wait || die "creating the topics failed (see $RUN/topic-*.log)"
@@ -166,16 +171,27 @@ stop_service() { # PID
     pids=("${keep[@]}")
 }
 
-# run_wrk NAME SCRIPT URL [SECONDS]: wrk with the bench's connections and threads; the figures of
-# its done() hook (bench/wrk/report.lua) go to $RAW/NAME.json.
+# cpu_ticks PID: user + system CPU time of the process so far, in clock ticks (/proc/PID/stat
+# fields 14 and 15; the command name in field 2 has no spaces here)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# run_wrk NAME SCRIPT URL [SECONDS] [CONNECTIONS]: wrk with the bench's connections and threads; the
+# figures of its done() hook (bench/wrk/report.lua) go to $RAW/NAME.json. With WRK_PID set (the
+# service under load), its CPU seconds over the run go to $RAW/NAME.cpu.json.
 run_wrk() {
-    local name=$1 script=$2 url=$3 secs=${4:-$DUR}
+    local name=$1 script=$2 url=$3 secs=${4:-$DUR} conns=${5:-$CONNS} t0=
     note_load "$name"
-    wrk -t"$WRK_THREADS" -c"$CONNS" -d"${secs}s" --latency --timeout 5s -s "$here/wrk/$script" "$url" >"$RAW/$name.txt" 2>&1 ||
+    [[ -z ${WRK_PID:-} ]] || t0=$(cpu_ticks "$WRK_PID")
+    wrk -t"$WRK_THREADS" -c"$conns" -d"${secs}s" --latency --timeout 5s -s "$here/wrk/$script" "$url" >"$RAW/$name.txt" 2>&1 ||
         die "wrk $name failed: $(tail -n 5 "$RAW/$name.txt")"
+    if [[ -n $t0 ]]; then
+        printf '{"cpu_s":%s,"connections":%s}\n' "$(awk -v a="$t0" -v b="$(cpu_ticks "$WRK_PID")" -v hz="$CLK_TCK" \
+            'BEGIN { printf "%.3f", (b - a) / hz }')" "$conns" >"$RAW/$name.cpu.json"
+    fi
     sed -n 's/^WRK_JSON //p' "$RAW/$name.txt" >"$RAW/$name.json"
     [[ -s $RAW/$name.json ]] || die "wrk $name printed no figures"
-    log "$name: $(cut -c1-160 "$RAW/$name.json")"
+    log "$name: $(cut -c1-160 "$RAW/$name.json")${t0:+ cpu $(cat "$RAW/$name.cpu.json")}"
 }
 
 # ------------------------------------------------------------------ limits: Kafka producer
@@ -220,7 +236,7 @@ rb() { # NAME N CMD...: redis-benchmark -P 16, requests per second to $RAW/NAME.
 }
 rb limit_hget 1000000 HGET 'ph:{user-0000001}:v' video-000001
 rb limit_get 1000000 GET 'ph:{user-0000001}:video-000001'
-rb limit_row 200000 EVALSHA "$row_sha" 2 'ph:{user-0000001}:v' 'ph:{user-0000001}:r' 20
+rb limit_row 200000 EVALSHA "$row_sha" 2 'ph:{user-0000001}:v' 'ph:{user-0000001}:r' 20 60 0.05
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 
 # ------------------------------------------------------------------ ingest
@@ -229,10 +245,15 @@ for t in "${THREADS[@]}"; do
     start_ingest "$t" "$TOPIC_INGEST"
     url=http://127.0.0.1:$INGEST_PORT
     wrk -t"$WRK_THREADS" -c"$CONNS" -d2s -s "$here/wrk/post1.lua" "$url/" >/dev/null 2>&1 || true # warm-up
+    WRK_PID=$INGEST_PID
     run_wrk "noop_ingest_t$t" noop.lua "$url/healthz"
     sample "$INGEST_PID" "ingest_t$t"
     run_wrk "ingest1_t$t" post1.lua "$url/"
     run_wrk "ingest100_t$t" post100.lua "$url/"
+    # 256 connections: enough requests in flight that CPU, not round trips to the broker, bounds it
+    run_wrk "noop_ingest_c256_t$t" noop.lua "$url/healthz" "$DUR" 256
+    run_wrk "ingest1_c256_t$t" post1.lua "$url/" "$DUR" 256
+    WRK_PID=
     stop_samplers
     stop_service "$INGEST_PID"
 done
@@ -264,16 +285,36 @@ printf '{"evalsha_calls":%s,"evalsha_usec":%s,"group_command_lag":%s}\n' "$evals
 log "consumer: $(cut -c1-200 "$RAW/consumer_lag.json"); EVALSHA calls $evalsha; ConsumerGroupCommand lag $cg_lag"
 stop_service "$CONSUMER_PID"
 
+# nothing to coalesce: 500,000 events, each (user, video) once (50,000 users x 10 videos, one update
+# each) — the steady state of live traffic, where every event is one EVALSHA
+log "consumer: 500,000 events with distinct keys"
+"$TOOLS/genevents" sessions 50000 10 1 2000 4 >"$RUN/distinct.txt"
+kcat -P -b "$BROKERS" -t "$TOPIC_DISTINCT" -K '|' -z lz4 -X acks=all -X linger.ms=20 -X queue.buffering.max.messages=1000000 \
+    -l "$RUN/distinct.txt"
+rm -f "$RUN/distinct.txt"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+note_load consumer_distinct
+start_consumer "$TOPIC_DISTINCT" "bench-distinct-$ID"
+$PY bench/tools/lag.py "$BROKERS" "$TOPIC_DISTINCT" "bench-distinct-$ID" 500000 240 >"$RAW/consumer_distinct_lag.json"
+evalsha=$(redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_evalsha:/ { print $3 }')
+printf '{"evalsha_calls":%s}\n' "$evalsha" >"$RAW/consumer_distinct_redis.json"
+log "consumer distinct: $(cut -c1-200 "$RAW/consumer_distinct_lag.json"); EVALSHA calls $evalsha"
+stop_service "$CONSUMER_PID"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+
 # ------------------------------------------------------------------ api (over what the consumer stored)
 for t in "${THREADS[@]}"; do
     log "api --threads $t"
     start_api "$t"
     url=http://127.0.0.1:$API_PORT
     wrk -t"$WRK_THREADS" -c"$CONNS" -d2s -s "$here/wrk/read_position.lua" "$url/" >/dev/null 2>&1 || true # warm-up
+    WRK_PID=$API_PID
     run_wrk "noop_api_t$t" noop.lua "$url/healthz"
     sample "$API_PID" "api_t$t"
     run_wrk "read_position_t$t" read_position.lua "$url/"
     run_wrk "read_row_t$t" read_row.lua "$url/"
+    WRK_PID=
     stop_samplers
     stop_service "$API_PID"
 done

@@ -236,7 +236,11 @@ rd_kafka_conf_t *ph_producer_conf_new(const ph_ingest_config_t *cfg, char *errst
         {"enable.idempotence", "true"},
         {"acks", "all"},
         {"linger.ms", "2"},
-        {"compression.codec", "lz4"},
+        /* snappy, not lz4: librdkafka starts an LZ4 frame per message set, about half of a single
+         * event's instructions (callgrind: 107k per event with lz4, 57.7k with snappy, 50.5k
+         * without), and snappy's output for event batches is as small (200,000 events on disk:
+         * 9.5 MB snappy, 10.1 MB lz4, 38.8 MB none) */
+        {"compression.codec", "snappy"},
         {"message.timeout.ms", num},
         {"socket.nagle.disable", "true"},
     };

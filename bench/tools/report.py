@@ -31,10 +31,10 @@ def add(key, section, what, value, unit, limit=None, limit_what=None, target_rat
     r = ratio(value, limit)
     verdict, misses = None, []
     if target_ratio is not None and r is not None:
-        ok = r >= target_ratio if higher_is_better else r < target_ratio
+        ok = r >= target_ratio if higher_is_better else r <= target_ratio
         if not ok:
             misses.append("ratio %.2f vs %s%.2f (%s by %.0f%%)" % (
-                r, "≥ " if higher_is_better else "< ", target_ratio, "short" if higher_is_better else "over",
+                r, "≥ " if higher_is_better else "≤ ", target_ratio, "short" if higher_is_better else "over",
                 abs(1 - r / target_ratio) * 100))
     if lat_target is not None and lat is not None:
         if lat["p99_ms"] > lat_target:
@@ -43,7 +43,7 @@ def add(key, section, what, value, unit, limit=None, limit_what=None, target_rat
         verdict = "met" if not misses else "MISSED: " + "; ".join(misses)
     rows.append({"key": key, "section": section, "what": what, "value": value, "unit": unit, "limit": limit,
                  "limit_what": limit_what, "ratio": r, "target_ratio": target_ratio, "latency_ms": lat,
-                 "target_p99_ms": lat_target, "verdict": verdict, **(extra or {})})
+                 "target_p99_ms": lat_target, "verdict": verdict, "higher_is_better": higher_is_better, **(extra or {})})
 
 
 def lat_of(w):
@@ -78,6 +78,13 @@ for t in threads:
         kafka_limit, "Kafka producer (kcat -P)", 0.7, lat_of(w), None,
         {"req_per_s": w["req_per_s"], "non_2xx": w["non_2xx"]})
 
+for t in threads:
+    w, noop = raw.get("ingest1_c256_t%d" % t), raw.get("noop_ingest_c256_t%d" % t)
+    if w and noop:
+        add("ingest_single_c256_t%d" % t, "ingest", "ingest, 1 event/POST, 256 connections, --threads %d" % t, w["req_per_s"],
+            "req/s", noop["req_per_s"], "HTTP no-op at 256 connections (ingest t%d)" % t, 0.5, lat_of(w), None,
+            {"non_2xx": w["non_2xx"], "read_errors": w["read_errors"]})
+
 lag = raw["consumer_lag"]
 cr = raw["consumer_redis"]
 secs = lag["caught_up_s"]
@@ -91,6 +98,13 @@ add("consumer", "consumer", "consumer catch-up, %d events" % events, cons_rate, 
      "events_per_evalsha": events / cr["evalsha_calls"] if cr["evalsha_calls"] else None,
      "coalesced_away": 1 - cr["evalsha_calls"] / events, "evalsha_usec_per_call": cr["evalsha_usec"] / max(cr["evalsha_calls"], 1),
      "group_command_lag": cr["group_command_lag"], "lag_at_end": lag["lag"]})
+
+dl, dr = raw.get("consumer_distinct_lag"), raw.get("consumer_distinct_redis")
+if dl and dr:
+    secs = dl["caught_up_s"]
+    add("consumer_distinct", "consumer", "consumer catch-up, %d events with distinct keys (nothing to coalesce)" % dl["messages"],
+        dl["messages"] / secs if secs else None, "events/s", evalsha_limit, "pipelined EVALSHA apply (calls/s)", 0.5, None, None,
+        {"caught_up_s": secs, "evalsha_calls": dr["evalsha_calls"], "lag_at_end": dl["lag"]})
 
 for t in threads:
     w = raw["read_position_t%d" % t]
@@ -120,6 +134,26 @@ add("redis_memory", "memory", "Redis bytes per (user, video), 1,000,000 entries"
     {"apply_script_check_b_per_entry": m["apply_check_bytes"] / m["apply_check_entries"],
      "apply_viewer_fields_b_per_entry": m.get("apply_viewer_bytes", 0) / m["apply_check_entries"], "model_keys": m["model_keys"],
      "naive_keys": m["naive_keys"]}, higher_is_better=False)
+
+# CPU time per request of the service process over each wrk run, beside its no-op's (same process,
+# same run): ratio = playhead's / the no-op's, lower is better; targets from the speed issue
+def cpu_us(name):
+    w, c = raw.get(name), raw.get(name + ".cpu")
+    return c["cpu_s"] * 1e6 / w["requests"] if w and c and w["requests"] else None
+
+
+for key, name, noop, what, target in [
+        ("cpu_ingest_single_t%d", "ingest1_t%d", "noop_ingest_t%d", "ingest CPU per request, 1 event/POST, --threads %d", 1.5),
+        ("cpu_ingest_single_c256_t%d", "ingest1_c256_t%d", "noop_ingest_c256_t%d",
+         "ingest CPU per request, 1 event/POST, 256 connections, --threads %d", 1.5),
+        ("cpu_ingest_batch_t%d", "ingest100_t%d", "noop_ingest_t%d", "ingest CPU per request, 100 events/POST, --threads %d", None),
+        ("cpu_read_position_t%d", "read_position_t%d", "noop_api_t%d", "api CPU per request, positions/{v}, --threads %d", None),
+        ("cpu_read_row_t%d", "read_row_t%d", "noop_api_t%d", "api CPU per request, continue-watching, --threads %d", None)]:
+    for t in threads:
+        mine, base = cpu_us(name % t), cpu_us(noop % t)
+        if mine is not None and base:
+            add(key % t, "cpu", what % t, mine, "µs/req", base, "the no-op route's, same process", target, None, None,
+                higher_is_better=False)
 
 rss = {k: v for k, v in (raw.get("rss") or {}).items()}
 phase_of = {"ingest_single_t1": "ingest1_t1", "ingest_single_t2": "ingest1_t2", "ingest_batch_t1": "ingest100_t1",
@@ -172,7 +206,7 @@ md.append("|---|---:|---|---:|---|---|---:|---|")
 for r in rows:
     tgt = []
     if r["target_ratio"] is not None:
-        tgt.append(("≥ %.2f×" if r["key"] != "redis_memory" else "< %.2f×") % r["target_ratio"])
+        tgt.append(("≥ %.2f×" if r["higher_is_better"] else "≤ %.2f×") % r["target_ratio"])
     if r["target_p99_ms"] is not None:
         tgt.append("p99 ≤ %g ms" % r["target_p99_ms"])
     lat = fl(r["latency_ms"])
@@ -238,8 +272,9 @@ with open(os.path.join(out_dir, "latest.md"), "w") as f:
     f.write("\n".join(md))
 
 # ---------------------------------------------------------------- chart
-tp = [r for r in rows if r["key"] not in ("redis_memory", "e2e")]
-short = {"ingest_single_t1": "ingest 1/POST t1", "ingest_single_t2": "ingest 1/POST t2", "ingest_batch_t1": "ingest 100/POST t1",
+tp = [r for r in rows if r["section"] in ("ingest", "consumer", "api")]
+short = {"ingest_single_c256_t1": "ingest 1/POST c256 t1", "ingest_single_c256_t2": "ingest 1/POST c256 t2",
+         "consumer_distinct": "consumer distinct", "ingest_single_t1": "ingest 1/POST t1", "ingest_single_t2": "ingest 1/POST t2", "ingest_batch_t1": "ingest 100/POST t1",
          "ingest_batch_t2": "ingest 100/POST t2", "consumer": "consumer", "read_position_t1": "positions t1",
          "read_position_t2": "positions t2", "read_row_t1": "cont.-watching t1", "read_row_t2": "cont.-watching t2"}
 dat_tp = os.path.join(raw_dir, "throughput.dat")

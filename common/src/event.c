@@ -264,30 +264,74 @@ int ph_event_from_route(ph_event_t *ev, int kind, const char *user, size_t user_
     return ret;
 }
 
+/* A bounded writer for ph_event_to_json: appends while there is room, remembers overflow. Ids need
+ * no escaping (ph_id_valid), numbers come from number.c: memcpy, no printf. */
+typedef struct out_s {
+    char *p, *end;
+    int overflow;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (o->overflow || (size_t)(o->end - o->p) <= n) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->p, s, n);
+    o->p += n;
+}
+#define PUT_LIT(o, lit) put((o), lit, sizeof(lit) - 1)
+
 /* ,"<name>":"<id>" when the id is present, else nothing */
-#define OPT_ID(name, id, len) (len) ? ",\"" name "\":\"" : "", (len) ? (id) : "", (len) ? "\"" : ""
+static void put_opt_id(out_t *o, const char *name, size_t name_len, const char *id, size_t len)
+{
+    if (len == 0)
+        return;
+    PUT_LIT(o, ",\"");
+    put(o, name, name_len);
+    PUT_LIT(o, "\":\"");
+    put(o, id, len);
+    PUT_LIT(o, "\"");
+}
+#define PUT_OPT_ID(o, name, id, len) put_opt_id((o), name, sizeof(name) - 1, (id), (len))
 
 size_t ph_event_to_json(const ph_event_t *ev, char *buf, size_t cap)
 {
-    char pos[32], dur[32];
-    ph_format_double(pos, sizeof(pos), ev->position);
-    int n;
-    if (ev->duration > 0)
-        ph_format_double(dur, sizeof(dur), ev->duration);
-    int kind = ev->kind != PH_KIND_POSITION && ev->kind < PH_KIND_COUNT;
-    n = snprintf(
-        buf, cap, "{\"user_id\":\"%s\"%s%s%s,\"position\":%s%s%s,\"ts\":%lld,\"received_at\":%lld%s%s%s%s%s%s%s%s%s%s%s%s}",
-        ev->user_id, OPT_ID("video_id", ev->video_id, ev->video_id_len), pos, ev->duration > 0 ? ",\"duration\":" : "",
-        ev->duration > 0 ? dur : "", (long long)ev->ts, (long long)ev->received_at,
-        OPT_ID("session_id", ev->session_id, ev->session_id_len), OPT_ID("kind", kind ? PH_KIND_NAMES[ev->kind] : "", kind),
-        OPT_ID("series_id", ev->series_id, ev->series_id_len), OPT_ID("next_video_id", ev->next_video_id, ev->next_video_id_len));
-    if (n < 0 || (size_t)n >= cap)
+    char num[32];
+    out_t o = {buf, buf + cap, cap == 0};
+    PUT_LIT(&o, "{\"user_id\":\"");
+    put(&o, ev->user_id, strlen(ev->user_id));
+    PUT_LIT(&o, "\"");
+    PUT_OPT_ID(&o, "video_id", ev->video_id, ev->video_id_len);
+    PUT_LIT(&o, ",\"position\":");
+    put(&o, num, ph_format_double(num, sizeof(num), ev->position));
+    if (ev->duration > 0) {
+        PUT_LIT(&o, ",\"duration\":");
+        put(&o, num, ph_format_double(num, sizeof(num), ev->duration));
+    }
+    PUT_LIT(&o, ",\"ts\":");
+    put(&o, num, ph_format_i64(num, ev->ts));
+    PUT_LIT(&o, ",\"received_at\":");
+    put(&o, num, ph_format_i64(num, ev->received_at));
+    PUT_OPT_ID(&o, "session_id", ev->session_id, ev->session_id_len);
+    if (ev->kind != PH_KIND_POSITION && ev->kind < PH_KIND_COUNT)
+        PUT_OPT_ID(&o, "kind", PH_KIND_NAMES[ev->kind], strlen(PH_KIND_NAMES[ev->kind]));
+    PUT_OPT_ID(&o, "series_id", ev->series_id, ev->series_id_len);
+    PUT_OPT_ID(&o, "next_video_id", ev->next_video_id, ev->next_video_id_len);
+    PUT_LIT(&o, "}");
+    if (o.overflow)
         return 0;
-    return (size_t)n;
+    *o.p = '\0';
+    return (size_t)(o.p - buf);
 }
 
 size_t ph_event_key(const ph_event_t *ev, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%s/%s", ev->user_id, ev->video_id);
-    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+    size_t u = strlen(ev->user_id), v = strlen(ev->video_id);
+    if (u + 1 + v >= cap)
+        return 0;
+    memcpy(buf, ev->user_id, u);
+    buf[u] = '/';
+    memcpy(buf + u + 1, ev->video_id, v + 1);
+    return u + 1 + v;
 }

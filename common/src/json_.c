@@ -198,7 +198,7 @@ void ph_buf_double(ph_buf_t *b, double v)
 void ph_buf_i64(ph_buf_t *b, int64_t v)
 {
     ph_buf_reserve(b, 24);
-    b->len += (size_t)snprintf(b->data + b->len, 24, "%lld", (long long)v);
+    b->len += ph_format_i64(b->data + b->len, v);
 }
 
 void ph_buf_free(ph_buf_t *b)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "playhead/keys.h"
+#include "playhead/number.h"
 
 size_t ph_key(char *buf, size_t cap, ph_key_kind_t kind, const char *user, size_t user_len)
 {
@@ -29,19 +30,19 @@ int ph_state_decode(const char *s, size_t len, ph_state_t *st)
     memcpy(tmp, s, len);
     tmp[len] = '\0';
     p = tmp;
-    long long ts = strtoll(p, &end, 10);
+    long long ts = ph_parse_i64(p, &end);
     if (end == p || *end != ':')
         return -1;
     p = end + 1;
-    long long rc = strtoll(p, &end, 10);
+    long long rc = ph_parse_i64(p, &end);
     if (end == p || *end != ':')
         return -1;
     p = end + 1;
-    double pos = strtod(p, &end);
+    double pos = ph_parse_double(p, &end);
     if (end == p || *end != ':')
         return -1;
     p = end + 1;
-    double dur = strtod(p, &end);
+    double dur = ph_parse_double(p, &end);
     if (end == p || (*end != '\0' && *end != ':'))
         return -1;
     if (!isfinite(pos) || !isfinite(dur))
@@ -54,14 +55,14 @@ int ph_state_decode(const char *s, size_t len, ph_state_t *st)
             return -1;
         st->kind = *p;
         p += 2;
-        long long hide = strtoll(p, &end, 10);
+        long long hide = ph_parse_i64(p, &end);
         if (end == p || hide < 0 || (*end != '\0' && *end != '/' && *end != ';'))
             return -1;
         st->hide_ts = hide;
         if (*end == ';') { /* ;series_ts;series_received_at: the event the series came from */
             for (int i = 0; i < 2; ++i) {
                 p = end + 1;
-                long long v = strtoll(p, &end, 10);
+                long long v = ph_parse_i64(p, &end);
                 if (end == p || v < 0 || *end != (i == 0 ? ';' : '/'))
                     return -1;
             }

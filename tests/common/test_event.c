@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include "playhead/event.h"
 #include "playhead/json_.h"
+#include "playhead/number.h"
 #include "eventutil.h"
 #include "testutil.h"
 
@@ -734,6 +735,140 @@ static void test_format_double_round_trip(void **state)
     }
 }
 
+/* The shortest-of-%.15g..%.17g reference the fast path must agree with, byte for byte. */
+static void format_reference(char *buf, size_t cap, double v)
+{
+    for (int prec = 15; prec <= 17; ++prec) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+/* Short decimals (m / 10^k, as players report them) take the printf-free path: its text must be
+ * the reference's exactly, including around the path's bounds (1e-4, 1e15, 6 decimals) and for
+ * values that are near, but not, a short decimal. */
+static void test_format_double_matches_printf(void **state)
+{
+    (void)state;
+    ph_test_seed("test_event format_double_matches_printf");
+    static const double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+    static const double edges[] = {
+        1e-4, 9.9999e-5, 1e-5,    0.000123, 0.123456, 0.1234567, 1e15, 1e15 - 1, 999999999999999.9, 123456789012.345,
+        0.5,  -2.25,     -0.0001, 7e22};
+    char fast[32], ref[32];
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); ++i) {
+        ph_format_double(fast, sizeof(fast), edges[i]);
+        format_reference(ref, sizeof(ref), edges[i]);
+        if (strcmp(fast, ref) != 0)
+            fail_msg("%.17g: %s, printf says %s", edges[i], fast, ref);
+    }
+    for (int i = 0; i < 300000; ++i) {
+        int k = (int)(ph_test_rand() % 9);
+        double m = (double)(ph_test_rand() % (i % 3 == 0 ? 100000u : 100000000000u));
+        double v = m / pow10[k];
+        if (i % 5 == 0) /* a neighbour: not a short decimal */
+            v = nextafter(v, i % 10 == 0 ? 0 : 1e300);
+        if (i % 7 == 0)
+            v = -v;
+        size_t n = ph_format_double(fast, sizeof(fast), v);
+        format_reference(ref, sizeof(ref), v);
+        if (n != strlen(ref) || strcmp(fast, ref) != 0)
+            fail_msg("%.17g: %s, printf says %s", v, fast, ref);
+    }
+}
+
+/* ph_parse_double reads what strtod reads, to the bit and to the same end, for the short
+ * decimals of its fast path and for everything it hands to strtod. */
+static void test_parse_double_matches_strtod(void **state)
+{
+    (void)state;
+    ph_test_seed("test_event parse_double_matches_strtod");
+    static const char *const fixed[] = {"0",
+                                        "-0",
+                                        "12.5:",
+                                        "1.",
+                                        ".5",
+                                        "1e3",
+                                        "1E-3",
+                                        "0x10",
+                                        "inf",
+                                        "nan",
+                                        "-",
+                                        "",
+                                        "abc",
+                                        "007",
+                                        "1.5.5",
+                                        "123456789012345",
+                                        "1234567890123456",
+                                        "0.000000000000001",
+                                        "9007199254740993",
+                                        "1.0000000000000002",
+                                        " 1",
+                                        "+1",
+                                        "99999999999999.9",
+                                        "1.25e",
+                                        "2:3"};
+    char buf[64];
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 300000; ++i) {
+        const char *text = buf;
+        if (i < sizeof(fixed) / sizeof(fixed[0])) {
+            text = fixed[i];
+        } else {
+            int digits = 1 + (int)(ph_test_rand() % 19), point = (int)(ph_test_rand() % (digits + 1)), n = 0;
+            if (ph_test_rand() % 4 == 0)
+                buf[n++] = '-';
+            for (int d = 0; d < digits; ++d) {
+                if (d == point && d > 0)
+                    buf[n++] = '.';
+                buf[n++] = (char)('0' + ph_test_rand() % 10);
+            }
+            if (ph_test_rand() % 8 == 0)
+                n += snprintf(buf + n, sizeof(buf) - (size_t)n, "e%d", (int)(ph_test_rand() % 40) - 20);
+            buf[n++] = ph_test_rand() % 2 ? ':' : '\0';
+            buf[n] = '\0';
+        }
+        char *end_fast, *end_ref;
+        double fast = ph_parse_double(text, &end_fast), ref = strtod(text, &end_ref);
+        if (memcmp(&fast, &ref, sizeof(fast)) != 0 || end_fast != end_ref)
+            fail_msg("\"%s\": %.17g (%td chars), strtod %.17g (%td chars)", text, fast, end_fast - text, ref, end_ref - text);
+    }
+    static const char *const int_texts[] = {"0",
+                                            "-0",
+                                            "17:",
+                                            "-",
+                                            "",
+                                            "x",
+                                            " 5",
+                                            "+5",
+                                            "123456789012345678",
+                                            "1234567890123456789",
+                                            "99999999999999999999",
+                                            "-9223372036854775808",
+                                            "007/"};
+    for (size_t i = 0; i < sizeof(int_texts) / sizeof(int_texts[0]) + 100000; ++i) {
+        const char *text = buf;
+        if (i < sizeof(int_texts) / sizeof(int_texts[0]))
+            text = int_texts[i];
+        else
+            snprintf(buf, sizeof(buf), "%s%llu%s", ph_test_rand() % 3 == 0 ? "-" : "",
+                     (unsigned long long)(ph_test_rand() >> (ph_test_rand() % 64)), ph_test_rand() % 2 ? ":" : "");
+        char *end_fast, *end_ref;
+        long long fast = ph_parse_i64(text, &end_fast), ref = strtoll(text, &end_ref, 10);
+        if (fast != ref || end_fast != end_ref)
+            fail_msg("\"%s\": %lld (%td chars), strtoll %lld (%td chars)", text, fast, end_fast - text, ref, end_ref - text);
+    }
+    static const int64_t ints[] = {0, 1, -1, 9, 10, -10, 1700000000000, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]) + 100000; ++i) {
+        int64_t v = i < sizeof(ints) / sizeof(ints[0]) ? ints[i] : (int64_t)ph_test_rand() >> (ph_test_rand() % 64);
+        char fast[24], ref[24];
+        size_t n = ph_format_i64(fast, v);
+        snprintf(ref, sizeof(ref), "%lld", (long long)v);
+        assert_string_equal(fast, ref);
+        assert_int_equal(n, strlen(ref));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +891,8 @@ int main(void)
         cmocka_unit_test(test_kafka_round_trip),
         cmocka_unit_test(test_format_double_fixed),
         cmocka_unit_test(test_format_double_round_trip),
+        cmocka_unit_test(test_format_double_matches_printf),
+        cmocka_unit_test(test_parse_double_matches_strtod),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -166,7 +166,7 @@ def test_position_malformed_state_is_500(api_up, redis):
 
 def item(video, ts, position, duration):
     return {"video_id": video, "position": position, "duration": duration or None,
-            "progress": min(1.0, position / duration) if duration else None, "updated_at": ts}
+            "progress": round(min(1.0, position / duration), 4) if duration else None, "updated_at": ts}
 
 
 def test_row_newest_first_without_finished(api_up, redis):
@@ -184,6 +184,16 @@ def test_row_progress_values(api_up, redis):
     seed(redis, "u1", "b", TS + 1, 0, 3)
     _, _, body = get(api_up, "/v1/users/u1/continue-watching")
     assert [(i["video_id"], i["progress"]) for i in body["items"]] == [("b", 0), ("a", 0.945)]
+
+
+def test_row_progress_rounded_to_four_decimals(api_up, redis):
+    seed(redis, "u1", "third", TS, 1, 3)
+    seed(redis, "u1", "tiny", TS + 1, 1400, 10000000)
+    seed(redis, "u1", "half-up", TS + 2, 123.45, 1000)
+    seed(redis, "u1", "two-thirds", TS + 3, 2, 3)
+    _, _, body = get(api_up, "/v1/users/u1/continue-watching")
+    assert [(i["video_id"], i["progress"]) for i in body["items"]] == [
+        ("two-thirds", 0.6667), ("half-up", 0.1235), ("tiny", 0.0001), ("third", 0.3333)]
 
 
 def test_row_empty_for_unknown_user(api_up):

@@ -69,7 +69,7 @@ def test_print_kafka_config_shows_ingest_settings_and_pass_through():
     assert conf["enable.idempotence"] == "true"
     assert conf["request.required.acks"] == "-1"  # acks=all
     assert conf["message.timeout.ms"] == "45000"  # topic-level, from --message-timeout-ms
-    assert conf["compression.codec"] == "lz4"
+    assert conf["compression.codec"] == "snappy"
     assert conf["queue.buffering.max.ms"] == "2"  # linger.ms
     assert conf["socket.nagle.disable"] == "true"
     assert not any("_" in key for key in conf), "librdkafka's internal pointers are not configuration"
