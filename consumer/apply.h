@@ -66,8 +66,8 @@ struct ph_apply_s {
     uint64_t _lease_ms;
     char _lease_text[24];
     char _ttl_ms[24], _row_max[24], _marker_ttl_ms[24], _ratio[32], _remaining[32];
-    int64_t _horizon_ms;     /* marker lifetime minus the clamp window */
-    int _min_replicas;       /* WAIT for this many replicas before on_done; -1: auto (see below) */
+    int64_t _horizon_ms; /* marker lifetime minus the clamp window */
+    int _min_replicas;   /* WAIT for this many replicas before on_done; -1: auto (see below) */
     uint64_t _wait_timeout_ms;
     ph_apply_call_t *_calls; /* one per apply script call of the batch: whose reply it is */
     size_t _calls_cap;

@@ -2,8 +2,8 @@
  * e2e: an open-loop, paced load generator for playhead's end-to-end latency. It offers RATE single
  * events per second to ingest (POST /v1/positions) over a pool of keep-alive connections, sending
  * on a fixed schedule whatever the answers do (an event whose connection is not free yet is sent as
- * soon as one is: its delay behind the schedule is reported, and it counts as late beyond 5 ms). Every PROBE_EVERY-th event is a probe: a (user, video) that
- * nothing else writes. When its 202 arrives, the api is polled (GET /v1/users/U/positions/V every
+ * soon as one is: its delay behind the schedule is reported, and it counts as late beyond 5 ms). Every PROBE_EVERY-th event is a
+ * probe: a (user, video) that nothing else writes. When its 202 arrives, the api is polled (GET /v1/users/U/positions/V every
  * POLL_MS) until the position is readable; e2e latency = readable - 202. Bench tooling only.
  *
  *   e2e -i INGEST_PORT -a API_PORT [-r RATE] [-d SECONDS] [-c CONNS] [-p PROBE_EVERY] [-P POLL_MS]
@@ -162,16 +162,35 @@ int main(int argc, char **argv)
     long probe_every = 100, users = 20000;
     while ((opt = getopt(argc, argv, "i:a:r:d:c:p:P:t:u:")) != -1) {
         switch (opt) {
-        case 'i': ingest_port = atoi(optarg); break;
-        case 'a': api_port = atoi(optarg); break;
-        case 'r': rate = atof(optarg); break;
-        case 'd': secs = atof(optarg); break;
-        case 'c': nconns = atoi(optarg); break;
-        case 'p': probe_every = atol(optarg); break;
-        case 'P': poll_ms = atof(optarg); break;
-        case 't': probe_timeout = atof(optarg); break;
-        case 'u': users = atol(optarg); break;
-        default: return 2;
+        case 'i':
+            ingest_port = atoi(optarg);
+            break;
+        case 'a':
+            api_port = atoi(optarg);
+            break;
+        case 'r':
+            rate = atof(optarg);
+            break;
+        case 'd':
+            secs = atof(optarg);
+            break;
+        case 'c':
+            nconns = atoi(optarg);
+            break;
+        case 'p':
+            probe_every = atol(optarg);
+            break;
+        case 'P':
+            poll_ms = atof(optarg);
+            break;
+        case 't':
+            probe_timeout = atof(optarg);
+            break;
+        case 'u':
+            users = atol(optarg);
+            break;
+        default:
+            return 2;
         }
     }
     if (ingest_port == 0 || api_port == 0) {
@@ -212,8 +231,9 @@ int main(int argc, char **argv)
             char body[320];
             int blen;
             if (sent % probe_every == 0) {
-                blen = snprintf(body, sizeof(body), "{\"user_id\":\"probe-%06x-%ld\",\"video_id\":\"video-000001\",\"position\":1.5}",
-                                nonce, sent / probe_every);
+                blen =
+                    snprintf(body, sizeof(body), "{\"user_id\":\"probe-%06x-%ld\",\"video_id\":\"video-000001\",\"position\":1.5}",
+                             nonce, sent / probe_every);
                 probes[sent / probe_every].t_sched = t0 + (double)sent * 1e3 / rate;
                 probes[sent / probe_every].state = 1;
             } else {
@@ -221,8 +241,8 @@ int main(int argc, char **argv)
                 blen = snprintf(body, sizeof(body),
                                 "{\"user_id\":\"user-%07lu\",\"video_id\":\"video-%06lu\",\"position\":%.1f,\"duration\":5400,"
                                 "\"session_id\":\"s-%08lx\"}",
-                                (unsigned long)(r % (uint64_t)users), (unsigned long)((r >> 24) % 10), (double)((r >> 32) % 51000) / 10,
-                                (unsigned long)(r >> 40));
+                                (unsigned long)(r % (uint64_t)users), (unsigned long)((r >> 24) % 10),
+                                (double)((r >> 32) % 51000) / 10, (unsigned long)(r >> 40));
             }
             double slot = t0 + (double)sent * 1e3 / rate;
             send_lag[nlag++] = now > slot ? now - slot : 0;
@@ -398,11 +418,10 @@ int main(int argc, char **argv)
            "\"post_p50_ms\":%.2f,\"post_p99_ms\":%.2f,\"post_p999_ms\":%.2f,"
            "\"probes\":%zu,\"probes_unresolved\":%ld,\"probes_not_acked\":%ld,\"polls\":%ld,\"poll_errors\":%ld,"
            "\"e2e_p50_ms\":%.2f,\"e2e_p90_ms\":%.2f,\"e2e_p99_ms\":%.2f,\"e2e_p999_ms\":%.2f,\"e2e_max_ms\":%.2f}\n",
-           rate, secs, sent, sent > 1 ? (double)(sent - 1) * 1e3 / (t_last_send - t0) : 0.0, ok202, non202,
-           sent - ok202 - non202, late, pct(send_lag, nlag, 50), pct(send_lag, nlag, 99), reconnects,
-           pct(post_lat, npost, 50), pct(post_lat, npost, 99), pct(post_lat, npost, 99.9),
-           ne, lost, not_acked, polls, poll_fail,
-           pct(e2e, ne, 50), pct(e2e, ne, 90), pct(e2e, ne, 99), pct(e2e, ne, 99.9), ne ? e2e[ne - 1] : -1.0);
+           rate, secs, sent, sent > 1 ? (double)(sent - 1) * 1e3 / (t_last_send - t0) : 0.0, ok202, non202, sent - ok202 - non202,
+           late, pct(send_lag, nlag, 50), pct(send_lag, nlag, 99), reconnects, pct(post_lat, npost, 50), pct(post_lat, npost, 99),
+           pct(post_lat, npost, 99.9), ne, lost, not_acked, polls, poll_fail, pct(e2e, ne, 50), pct(e2e, ne, 90), pct(e2e, ne, 99),
+           pct(e2e, ne, 99.9), ne ? e2e[ne - 1] : -1.0);
     (void)elapsed;
     return 0;
 }
