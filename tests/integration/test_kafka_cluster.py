@@ -125,10 +125,12 @@ def lag(svc):
 
 @pytest.fixture
 def stack(kafka_cluster, redis, redis_server, services, tmp_path, request):
-    """Starts ingest and consumers wired to the cluster, a new topic (RF 3) and its dead-letter topic."""
+    """Starts ingest and consumers wired to the cluster, a new topic (RF 3), its dead-letter and state topics."""
     kafka_cluster.ensure_up()
     topic = kafka_cluster.create_topic(unique_name(f"ph-{request.node.name}"), partitions=PARTITIONS)
     kafka_cluster.create_topic(f"{topic}.dlq", partitions=1)
+    # the consumer's compacted state topic, partitioned like the positions (three replicas too)
+    kafka_cluster.create_topic(f"{topic}.state", partitions=PARTITIONS, config={"cleanup.policy": "compact,delete"})
     group = unique_name(f"ph-{request.node.name}")
 
     def start(kind, *args, name=None):
@@ -142,7 +144,7 @@ def stack(kafka_cluster, redis, redis_server, services, tmp_path, request):
         if kind == "consumer":
             svc.metrics = f"{HOST}:{free_port()}"
             svc.args += ["--group", group, "--redis", redis_server.url, "--dlq-topic", f"{topic}.dlq",
-                         "--metrics-listen", svc.metrics,
+                         "--state-topic", f"{topic}.state", "--metrics-listen", svc.metrics,
                          # a killed member holds its partitions this long (the broker's minimum is 6 s)
                          "-X", "session.timeout.ms=6000"]
         services.append(svc)

@@ -33,7 +33,8 @@ def consumer_c(services, tmp_path, kafka, topic, group, redis_cluster):
     from harness import free_port
     return _factory("consumer", services, tmp_path,
                     {"brokers": kafka.bootstrap, "topic": topic, "group": group, "redis": redis_cluster.url,
-                     "dlq_topic": f"{topic}.dlq", "metrics_listen": f"{HOST}:{free_port()}"})
+                     "dlq_topic": f"{topic}.dlq", "state_topic": f"{topic}.state",
+                     "metrics_listen": f"{HOST}:{free_port()}"})
 
 
 @pytest.fixture
