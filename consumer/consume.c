@@ -862,9 +862,19 @@ int ph_consumer_free(ph_consumer_t *c)
                            rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     } else {
+        /* The consumer's queue is forwarded to q, with what was fetched and not yet consumed: so q
+         * is served as events (rd_kafka_queue_poll_callback asserts on a fetched message, which has
+         * no callback). Those messages are dropped (their offsets were never stored: the next owner
+         * reads them); the revocation is acknowledged as on_rebalance does it. */
         uint64_t deadline = ph_mono_ms() + c->cfg.close_timeout_ms;
-        while (!(closed = rd_kafka_consumer_closed(c->rk)) && ph_mono_ms() < deadline)
-            rd_kafka_queue_poll_callback(q, 100);
+        while (!(closed = rd_kafka_consumer_closed(c->rk)) && ph_mono_ms() < deadline) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+            if (ev == NULL)
+                continue;
+            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                on_rebalance(c->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev), c);
+            rd_kafka_event_destroy(ev);
+        }
         if (!closed) {
             ph_log_warn("kafka did not confirm leaving the group in time; offsets stored since the last commit will be "
                         "delivered again",

@@ -121,6 +121,26 @@ def test_applies_lww_winners_skips_poison_and_commits(kafka, topic, group, redis
     assert log_count(svc, "consumer stopped") == 1
 
 
+def test_sigterm_with_fetched_messages_in_hand_exits_cleanly(kafka, topic, group, redis, consumer):
+    """Stopped while catching up: librdkafka hands the close what was fetched and not consumed yet.
+    The consumer leaves the group, exits 0, and what it did not apply is read by the next owner."""
+    events = [event(f"u{i % 500}", f"v{i // 500}", T0 + i, float(i % 1000)) for i in range(40000)]
+    produce_events(kafka, topic, events)
+    svc = consumer(batch_max=100)
+    wait_until(lambda: redis.dbsize() > 0, scaled(30), "the consumer applying its first batches")
+    svc.stop()  # exit 0 (stop asserts it), no sanitizer report
+    text = svc.err.read_text(errors="replace")
+    assert "assert" not in text and log_count(svc, "consumer stopped") == 1
+    # the rest is applied by the next member of the group, from the committed offsets
+    best = {}
+    for e in events:
+        k = (e["user_id"], e["video_id"])
+        if k not in best or order(e) > order(best[k]):
+            best[k] = e
+    consumer(batch_max=1000)
+    wait_until(lambda: converged(redis, best), scaled(60), "every key at its LWW winner after the restart")
+
+
 def test_redis_outage_pauses_retries_and_resumes(kafka, topic, group, redis, redis_server, consumer):
     svc = consumer(redis_timeout_ms=300)
     first, best1 = random_events(users=3, videos=3, per_key=3)
