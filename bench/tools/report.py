@@ -155,6 +155,15 @@ for key, name, noop, what, target in [
             add(key % t, "cpu", what % t, mine, "µs/req", base, "the no-op route's, same process", target, None, None,
                 higher_is_better=False)
 
+# ingest's CPU per event in batches of 100 (per request / 100), beside single events' CPU per request
+for t in threads:
+    v, single = cpu_us("ingest100_t%d" % t), cpu_us("ingest1_t%d" % t)
+    w = raw.get("ingest100_t%d" % t)
+    per = w["events_per_s"] / w["req_per_s"] if w and w.get("req_per_s") else 100
+    if v is not None:
+        add("cpu_ingest_batch_event_t%d" % t, "cpu", "ingest CPU per event, 100 events/POST, --threads %d" % t, v / per,
+            "µs/event", single, "CPU per single-event request, same process", None, None, None, higher_is_better=False)
+
 # the consumer's CPU time per event over each catch-up (from its start to lag 0)
 def cpu_us_event(name):
     c = raw.get(name + ".cpu")
@@ -263,7 +272,8 @@ for r in rows:
     if r["limit_latency_ms"]:
         lat += " (%s)" % fl(r["limit_latency_ms"])
     md.append("| %s | %s %s | %s (%s) | %s | %s | %s | %s | %s |" % (
-        r["what"], fmt(r["value"]), r["unit"], fmt(r["limit"]), r["limit_what"] or "none",
+        r["what"], fmt(r["value"]), r["unit"], fmt(r["limit"]) if r["limit"] is not None else "–",
+        r["limit_what"] or "none",
         "%.2f" % r["ratio"] if r["ratio"] is not None else "–", ", ".join(tgt) or "–", lat,
         "%.1f" % r["loadavg_1m"] if r["loadavg_1m"] is not None else "–", r["verdict"] or "–"))
 md.append("")
