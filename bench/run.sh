@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh — playhead's performance bench, one command, about 5 minutes on 2 cores.
+# bench/run.sh — playhead's performance bench, one command, about 8 minutes on 2 cores.
 #
 # Builds a release build (build-release: CMake Release with -O2, no sanitizers) and the bench tools
 # (bench/tools, with cc into build-release/bench), starts a fresh stack on free ports in a temporary
