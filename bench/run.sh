@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh — playhead's performance bench, one command, about 5 minutes on 2 cores.
+# bench/run.sh — playhead's performance bench, one command, about 8 minutes on 2 cores.
 #
 # Builds a release build (build-release: CMake Release with -O2, no sanitizers) and the bench tools
 # (bench/tools, with cc into build-release/bench), starts a fresh stack on free ports in a temporary
@@ -13,16 +13,22 @@
 #   playhead  ingest single events (64 and 256 connections) and batches of 100 (wrk), consumer
 #             catch-up over 2,000,000 events and over 500,000 distinct keys (nothing to coalesce),
 #             api positions and continue-watching (wrk) — ingest and api with --threads 1 and 2 —
+#             the same consumer catch-up and api reads on a Redis Cluster (3 masters, 1 replica each;
+#             the consumer WAITs for 1 replica, its default there), each as a ratio to the single
+#             Redis's figure of the same run (routing overhead),
 #             end-to-end POST-202 -> readable at a paced 10,000 events/s, RSS of each service under
 #             load, Redis bytes per stored (user, video) next to one string key per (user, video);
 #             for every wrk run of a service, its CPU time per request (utime + stime of the process
 #             from /proc/PID/stat over the run), next to the same figure for its no-op route: a figure
-#             that does not depend on the broker and wrk sharing the cores.
+#             that does not depend on the broker and wrk sharing the cores; the consumer's CPU time per
+#             event over each catch-up, the same way.
 # Writes bench/results/latest.{json,md,png}. Loopback only; every wait has a deadline.
 #
 #   bench/run.sh            (BENCH_SECONDS=10 per wrk run, BENCH_CONNS=64, BENCH_WRK_THREADS=2,
 #                            BENCH_E2E_RATE=10000, BENCH_E2E_SECONDS=20, BENCH_E2E_CONNS=256,
-#                            BENCH_KEEP=1 keeps the temp dir)
+#                            BENCH_CLUSTER=0 skips the Redis Cluster runs, BENCH_CLUSTER_WAIT0=0 skips
+#                            the cluster catch-up with --redis-min-replicas 0, BENCH_KEEP=1 keeps the
+#                            temp dir)
 set -euo pipefail
 T_START=$EPOCHREALTIME
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +45,8 @@ E2E_SECONDS=${BENCH_E2E_SECONDS:-20}
 # the paced generator needs spare connections: h2o closes one after every 202 (see the report)
 E2E_CONNS=${BENCH_E2E_CONNS:-256}
 THREADS=(1 2)
+CLUSTER=${BENCH_CLUSTER:-1}
+CLUSTER_WAIT0=${BENCH_CLUSTER_WAIT0:-1}
 PY=/usr/bin/python3 # Debian's, which has python3-confluent-kafka
 BUILD=$root/build-release
 TOOLS=$BUILD/bench
@@ -86,7 +94,7 @@ TOPIC_LIMIT=bench-limit-$ID TOPIC_INGEST=bench-ingest-$ID TOPIC_CONSUMER=bench-c
 TOPIC_DISTINCT=bench-distinct-$ID
 REDIS_PORT=$(free_port) MEM_PORT=$(free_port) KAFKA_PORT=$(free_port)
 BROKERS=127.0.0.1:$KAFKA_PORT
-pids=() samplers=() redis_up=0 mem_up=0 kafka_up=0 ok=0
+pids=() samplers=() redis_up=0 mem_up=0 kafka_up=0 cluster_up=0 ok=0
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
@@ -97,6 +105,7 @@ cleanup() {
     ((kafka_up == 0)) || scripts/kafka.sh stop "$RUN/kafka" || true
     ((redis_up == 0)) || scripts/redis.sh stop "$RUN/redis" || true
     ((mem_up == 0)) || scripts/redis.sh stop "$RUN/redis-mem" || true
+    ((cluster_up == 0)) || scripts/redis.sh cluster-stop "$RUN/cluster" || true
     if ((ok)) && [[ -z ${BENCH_KEEP:-} ]]; then rm -rf "$RUN"; else echo "bench: logs and raw results kept in $RUN" >&2; fi
 }
 trap cleanup EXIT
@@ -145,22 +154,25 @@ start_ingest() {
     pids+=("$INGEST_PID")
     wait_ready 30 playhead-ingest "$INGEST_PID" "$RUN/ingest.log" ready "$INGEST_PORT" readyz
 }
-# start_api THREADS: sets API_PID, API_PORT
+# start_api THREADS [REDIS_URL]: sets API_PID, API_PORT
 start_api() {
     API_PORT=$(free_port)
-    "$API" --auth dev --threads "$1" --listen "127.0.0.1:$API_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
+    "$API" --auth dev --threads "$1" --listen "127.0.0.1:$API_PORT" --redis "${2:-redis://127.0.0.1:$REDIS_PORT}" \
         --log-level warn </dev/null >>"$RUN/api.log" 2>&1 &
     API_PID=$!
     pids+=("$API_PID")
     wait_ready 30 playhead-api "$API_PID" "$RUN/api.log" ready "$API_PORT" readyz
 }
-# start_consumer TOPIC GROUP: sets CONSUMER_PID
+# start_consumer TOPIC GROUP [REDIS_URL [ARGS...]]: sets CONSUMER_PID
 start_consumer() {
+    local topic=$1 group=$2 redis=${3:-redis://127.0.0.1:$REDIS_PORT}
+    shift 2
+    (($# == 0)) || shift
     # offsets committed every 100 ms instead of 5 s, so that lag 0 is seen when it happens
     # no dead-letter topic (the bench sends only valid events), no state topic (bench/state.sh measures
     # it) and no metrics listener (no fixed port)
-    "$CONSUMER" --brokers "$BROKERS" --topic "$1" --group "$2" --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn \
-        --dlq-topic= --state-topic= --metrics-listen= -X auto.commit.interval.ms=100 </dev/null >>"$RUN/consumer.log" 2>&1 &
+    "$CONSUMER" --brokers "$BROKERS" --topic "$topic" --group "$group" --redis "$redis" --log-level warn \
+        --dlq-topic= --state-topic= --metrics-listen= -X auto.commit.interval.ms=100 "$@" </dev/null >>"$RUN/consumer.log" 2>&1 &
     CONSUMER_PID=$!
     pids+=("$CONSUMER_PID")
 }
@@ -175,6 +187,22 @@ stop_service() { # PID
 # fields 14 and 15; the command name in field 2 has no spaces here)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
+
+# catch_up NAME TOPIC GROUP EVENTS [REDIS_URL [ARGS...]]: starts a consumer on TOPIC under the new
+# GROUP, waits (lag.py, at most 240 s) until it has committed all EVENTS, writes $RAW/NAME_lag.json and
+# its CPU seconds from start to lag 0 (utime + stime, /proc/PID/stat) to $RAW/NAME.cpu.json; the
+# consumer keeps running (CONSUMER_PID); its RSS is sampled as NAME until stop_samplers.
+catch_up() {
+    local name=$1 topic=$2 group=$3 events=$4 t0
+    shift 4
+    note_load "$name"
+    start_consumer "$topic" "$group" "$@"
+    t0=$(cpu_ticks "$CONSUMER_PID")
+    sample "$CONSUMER_PID" "$name"
+    $PY bench/tools/lag.py "$BROKERS" "$topic" "$group" "$events" 240 >"$RAW/${name}_lag.json"
+    printf '{"cpu_s":%s,"events":%s}\n' "$(awk -v a="$t0" -v b="$(cpu_ticks "$CONSUMER_PID")" -v hz="$CLK_TCK" \
+        'BEGIN { printf "%.3f", (b - a) / hz }')" "$events" >"$RAW/$name.cpu.json"
+}
 
 # run_wrk NAME SCRIPT URL [SECONDS] [CONNECTIONS]: wrk with the bench's connections and threads; the
 # figures of its done() hook (bench/wrk/report.lua) go to $RAW/NAME.json. With WRK_PID set (the
@@ -268,12 +296,9 @@ in_topic=$($PY bench/tools/lag.py count "$BROKERS" "$TOPIC_CONSUMER")
 ((in_topic == 2000000)) || die "consumer pre-fill: $in_topic messages in the topic, expected 2000000"
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
-note_load consumer
 group=bench-consumer-$ID
 log "consumer: catching up"
-start_consumer "$TOPIC_CONSUMER" "$group"
-sample "$CONSUMER_PID" consumer
-$PY bench/tools/lag.py "$BROKERS" "$TOPIC_CONSUMER" "$group" 2000000 240 >"$RAW/consumer_lag.json"
+catch_up consumer "$TOPIC_CONSUMER" "$group" 2000000
 stop_samplers
 evalsha=$(redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_evalsha:/ { print $3 }')
 evalsha_usec=$(redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_evalsha:/ { print $5 }')
@@ -284,24 +309,7 @@ cg_lag=$(awk '$2 == "'"$TOPIC_CONSUMER"'" { s += $6 } END { print s + 0 }' "$RAW
 printf '{"evalsha_calls":%s,"evalsha_usec":%s,"group_command_lag":%s}\n' "$evalsha" "$evalsha_usec" "$cg_lag" >"$RAW/consumer_redis.json"
 log "consumer: $(cut -c1-200 "$RAW/consumer_lag.json"); EVALSHA calls $evalsha; ConsumerGroupCommand lag $cg_lag"
 stop_service "$CONSUMER_PID"
-
-# nothing to coalesce: 500,000 events, each (user, video) once (50,000 users x 10 videos, one update
-# each) — the steady state of live traffic, where every event is one EVALSHA
-log "consumer: 500,000 events with distinct keys"
-"$TOOLS/genevents" sessions 50000 10 1 2000 4 >"$RUN/distinct.txt"
-kcat -P -b "$BROKERS" -t "$TOPIC_DISTINCT" -K '|' -z lz4 -X acks=all -X linger.ms=20 -X queue.buffering.max.messages=1000000 \
-    -l "$RUN/distinct.txt"
-rm -f "$RUN/distinct.txt"
-redis-cli -p "$REDIS_PORT" flushall >/dev/null
-redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
-note_load consumer_distinct
-start_consumer "$TOPIC_DISTINCT" "bench-distinct-$ID"
-$PY bench/tools/lag.py "$BROKERS" "$TOPIC_DISTINCT" "bench-distinct-$ID" 500000 240 >"$RAW/consumer_distinct_lag.json"
-evalsha=$(redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_evalsha:/ { print $3 }')
-printf '{"evalsha_calls":%s}\n' "$evalsha" >"$RAW/consumer_distinct_redis.json"
-log "consumer distinct: $(cut -c1-200 "$RAW/consumer_distinct_lag.json"); EVALSHA calls $evalsha"
-stop_service "$CONSUMER_PID"
-redis-cli -p "$REDIS_PORT" flushall >/dev/null
+single_keys=$(redis-cli -p "$REDIS_PORT" dbsize)
 
 # ------------------------------------------------------------------ api (over what the consumer stored)
 for t in "${THREADS[@]}"; do
@@ -318,6 +326,100 @@ for t in "${THREADS[@]}"; do
     stop_samplers
     stop_service "$API_PID"
 done
+
+# ------------------------------------------------------------------ consumer, nothing to coalesce
+# (after the api runs, which read what the catch-up stored)
+# nothing to coalesce: 500,000 events, each (user, video) once (50,000 users x 10 videos, one update
+# each) — the steady state of live traffic, where every event is one EVALSHA
+log "consumer: 500,000 events with distinct keys"
+"$TOOLS/genevents" sessions 50000 10 1 2000 4 >"$RUN/distinct.txt"
+kcat -P -b "$BROKERS" -t "$TOPIC_DISTINCT" -K '|' -z lz4 -X acks=all -X linger.ms=20 -X queue.buffering.max.messages=1000000 \
+    -l "$RUN/distinct.txt"
+rm -f "$RUN/distinct.txt"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+catch_up consumer_distinct "$TOPIC_DISTINCT" "bench-distinct-$ID" 500000
+stop_samplers
+evalsha=$(redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_evalsha:/ { print $3 }')
+printf '{"evalsha_calls":%s}\n' "$evalsha" >"$RAW/consumer_distinct_redis.json"
+log "consumer distinct: $(cut -c1-200 "$RAW/consumer_distinct_lag.json"); EVALSHA calls $evalsha"
+stop_service "$CONSUMER_PID"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+
+# ------------------------------------------------------------------ Redis Cluster (routing overhead)
+# The same 2,000,000 events caught up under a new group, then the same api reads, on a Redis Cluster
+# of 3 masters with 1 replica each (redis.sh cluster-start): each figure is set beside the single
+# Redis's of this run by report.py. The consumer WAITs for 1 replica before committing (its default on
+# a cluster whose masters have replicas); with BENCH_CLUSTER_WAIT0=1 (the default) a second catch-up
+# with --redis-min-replicas 0 shows what that WAIT costs.
+if ((CLUSTER)); then
+    # 6 nodes on BASE..BASE+5 and their cluster bus ports BASE+10000..; below the ephemeral range
+    cluster_base=
+    for _ in $(seq 50); do
+        b=$((20000 + RANDOM % 2700)) busy=0
+        for ((p = b; p < b + 6; p++)); do
+            if port_open "$p" || port_open $((p + 10000)); then busy=1 && break; fi
+        done
+        ((busy)) || { cluster_base=$b && break; }
+    done
+    [[ -n $cluster_base ]] || die "no free port range for the Redis Cluster"
+    CLUSTER_PORTS=($(seq "$cluster_base" $((cluster_base + 5))))
+    CLUSTER_URL=redis+cluster://127.0.0.1:$cluster_base,127.0.0.1:$((cluster_base + 1)),127.0.0.1:$((cluster_base + 2))
+    log "cluster: starting a Redis Cluster of 3 masters + 1 replica each on ports ${CLUSTER_PORTS[*]}"
+    cluster_up=1 && scripts/redis.sh cluster-start "$RUN/cluster" "$cluster_base" 3 1 >"$RUN/cluster-start.log" 2>&1 ||
+        { cat "$RUN/cluster-start.log" >&2; die "cluster-start failed"; }
+    # cluster_reset: empty every master, and every node's command statistics
+    cluster_reset() {
+        local p
+        for p in "${CLUSTER_PORTS[@]}"; do
+            redis-cli -p "$p" flushall >/dev/null 2>&1 || true # a replica answers READONLY
+            redis-cli -p "$p" config resetstat >/dev/null
+        done
+    }
+    # cluster_evalsha: EVALSHA calls over every node since cluster_reset
+    cluster_evalsha() {
+        local p
+        for p in "${CLUSTER_PORTS[@]}"; do redis-cli -p "$p" info commandstats; done |
+            awk -F'[=,:]' '/^cmdstat_evalsha:/ { s += $3 } END { print s + 0 }'
+    }
+    cluster_reset
+    log "cluster: consumer catching up on the same 2,000,000 events (new group; WAIT for 1 replica, the default)"
+    catch_up cluster_consumer "$TOPIC_CONSUMER" "bench-consumer-cluster-$ID" 2000000 "$CLUSTER_URL"
+    stop_samplers
+    printf '{"evalsha_calls":%s,"min_replicas":"auto (1)"}\n' "$(cluster_evalsha)" >"$RAW/cluster_consumer_redis.json"
+    log "cluster consumer: $(cut -c1-200 "$RAW/cluster_consumer_lag.json"); cpu $(cat "$RAW/cluster_consumer.cpu.json")"
+    stop_service "$CONSUMER_PID"
+    keys=$(for p in "${CLUSTER_PORTS[@]}"; do
+        [[ $(redis-cli -p "$p" role | head -n 1) != master ]] || redis-cli -p "$p" dbsize
+    done | awk '{ s += $1 } END { print s + 0 }')
+    log "cluster: $keys keys over the 3 masters (single Redis after its catch-up: $single_keys)"
+
+    for t in "${THREADS[@]}"; do
+        log "cluster: api --threads $t"
+        start_api "$t" "$CLUSTER_URL"
+        url=http://127.0.0.1:$API_PORT
+        wrk -t"$WRK_THREADS" -c"$CONNS" -d2s -s "$here/wrk/read_position.lua" "$url/" >/dev/null 2>&1 || true # warm-up
+        WRK_PID=$API_PID
+        sample "$API_PID" "cluster_api_t$t"
+        run_wrk "cluster_read_position_t$t" read_position.lua "$url/"
+        run_wrk "cluster_read_row_t$t" read_row.lua "$url/"
+        WRK_PID=
+        stop_samplers
+        stop_service "$API_PID"
+    done
+
+    if ((CLUSTER_WAIT0)); then
+        cluster_reset
+        log "cluster: consumer catching up again with --redis-min-replicas 0 (no WAIT)"
+        catch_up cluster_consumer_wait0 "$TOPIC_CONSUMER" "bench-consumer-cluster0-$ID" 2000000 "$CLUSTER_URL" \
+            --redis-min-replicas 0
+        stop_samplers
+        printf '{"evalsha_calls":%s,"min_replicas":0}\n' "$(cluster_evalsha)" >"$RAW/cluster_consumer_wait0_redis.json"
+        log "cluster consumer, no WAIT: $(cut -c1-200 "$RAW/cluster_consumer_wait0_lag.json"); cpu $(cat "$RAW/cluster_consumer_wait0.cpu.json")"
+        stop_service "$CONSUMER_PID"
+    fi
+    scripts/redis.sh cluster-stop "$RUN/cluster" && cluster_up=0
+fi
 
 # ------------------------------------------------------------------ end to end
 log "end to end: $E2E_RATE events/s for ${E2E_SECONDS}s (ingest and api --threads 2)"

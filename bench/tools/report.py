@@ -155,11 +155,68 @@ for key, name, noop, what, target in [
             add(key % t, "cpu", what % t, mine, "µs/req", base, "the no-op route's, same process", target, None, None,
                 higher_is_better=False)
 
+# ingest's CPU per event in batches of 100 (per request / 100), beside single events' CPU per request
+for t in threads:
+    v, single = cpu_us("ingest100_t%d" % t), cpu_us("ingest1_t%d" % t)
+    w = raw.get("ingest100_t%d" % t)
+    per = w["events_per_s"] / w["req_per_s"] if w and w.get("req_per_s") else 100
+    if v is not None:
+        add("cpu_ingest_batch_event_t%d" % t, "cpu", "ingest CPU per event, 100 events/POST, --threads %d" % t, v / per,
+            "µs/event", single, "CPU per single-event request, same process", None, None, None, higher_is_better=False)
+
+# the consumer's CPU time per event over each catch-up (from its start to lag 0)
+def cpu_us_event(name):
+    c = raw.get(name + ".cpu")
+    return c["cpu_s"] * 1e6 / c["events"] if c and c["events"] else None
+
+
+for key, name, what in [("cpu_consumer", "consumer", "consumer CPU per event, catch-up over 2,000,000 events"),
+                        ("cpu_consumer_distinct", "consumer_distinct",
+                         "consumer CPU per event, catch-up over 500,000 distinct keys")]:
+    v = cpu_us_event(name)
+    if v is not None:
+        add(key, "cpu", what, v, "µs/event", None, None, None, None, None, higher_is_better=False)
+
+# Redis Cluster (3 masters, 1 replica each) beside the single Redis of the same run: routing overhead
+cons_single = next((r for r in rows if r["key"] == "consumer"), None)
+for name, what in [("cluster_consumer", "consumer catch-up on the cluster, 2,000,000 events (WAIT for 1 replica: the default)"),
+                   ("cluster_consumer_wait0", "consumer catch-up on the cluster, 2,000,000 events, --redis-min-replicas 0")]:
+    cl = raw.get(name + "_lag")
+    if cl and cons_single:
+        secs = cl["caught_up_s"]
+        cr_ = raw.get(name + "_redis") or {}
+        add(name, "cluster", what, cl["messages"] / secs if secs else None, "events/s", cons_single["value"],
+            "single Redis, same run", None, None, None,
+            {"caught_up_s": secs, "lag_at_end": cl["lag"], "evalsha_calls": cr_.get("evalsha_calls")})
+    v, base = cpu_us_event(name), cpu_us_event("consumer")
+    if v is not None:
+        add("cpu_" + name, "cluster", "consumer CPU per event on the cluster" +
+            (", --redis-min-replicas 0" if name.endswith("wait0") else " (WAIT for 1 replica)"), v, "µs/event", base,
+            "single Redis, same run", None, None, None, higher_is_better=False)
+for t in threads:
+    for name, what in [("read_position_t%d", "api positions/{v} on the cluster, --threads %d"),
+                       ("read_row_t%d", "api continue-watching on the cluster, --threads %d")]:
+        w, single = raw.get("cluster_" + name % t), raw.get(name % t)
+        if w and single:
+            add("cluster_" + name % t, "cluster", what % t, w["req_per_s"], "req/s", single["req_per_s"],
+                "single Redis, same run", None, lat_of(w), None, {"non_2xx": w["non_2xx"], "single_latency_ms": lat_of(single)})
+        mine, base = cpu_us("cluster_" + name % t), cpu_us(name % t)
+        if mine is not None and base:
+            add("cpu_cluster_" + name % t, "cluster", "api CPU per request on the cluster, " +
+                ("positions/{v}" if name.startswith("read_position") else "continue-watching") + ", --threads %d" % t,
+                mine, "µs/req", base, "single Redis, same run", None, None, None, higher_is_better=False)
+
 rss = {k: v for k, v in (raw.get("rss") or {}).items()}
 phase_of = {"ingest_single_t1": "ingest1_t1", "ingest_single_t2": "ingest1_t2", "ingest_batch_t1": "ingest100_t1",
             "ingest_batch_t2": "ingest100_t2", "consumer": "consumer", "read_position_t1": "read_position_t1",
             "read_position_t2": "read_position_t2", "read_row_t1": "read_row_t1", "read_row_t2": "read_row_t2",
-            "e2e": "e2e", "redis_memory": "memory"}
+            "e2e": "e2e", "redis_memory": "memory", "consumer_distinct": "consumer_distinct", "cpu_consumer": "consumer",
+            "cpu_consumer_distinct": "consumer_distinct", "cluster_consumer": "cluster_consumer",
+            "cpu_cluster_consumer": "cluster_consumer", "cluster_consumer_wait0": "cluster_consumer_wait0",
+            "cpu_cluster_consumer_wait0": "cluster_consumer_wait0"}
+for t in threads:
+    for n in ("read_position_t%d" % t, "read_row_t%d" % t):
+        phase_of["cluster_" + n] = phase_of["cpu_cluster_" + n] = "cluster_" + n
 load_by_phase = {l["phase"]: l["loadavg_1m"] for l in (raw.get("loads") or [])}
 for r in rows:
     r["loadavg_1m"] = load_by_phase.get(phase_of.get(r["key"]))
@@ -204,6 +261,8 @@ md.append("")
 md.append("| measure | playhead | limit | ratio | target | latency p50 / p99 / p99.9 ms (limit's) | load | verdict |")
 md.append("|---|---:|---|---:|---|---|---:|---|")
 for r in rows:
+    if r["section"] == "cluster":
+        continue  # its own table below
     tgt = []
     if r["target_ratio"] is not None:
         tgt.append(("≥ %.2f×" if r["higher_is_better"] else "≤ %.2f×") % r["target_ratio"])
@@ -213,7 +272,8 @@ for r in rows:
     if r["limit_latency_ms"]:
         lat += " (%s)" % fl(r["limit_latency_ms"])
     md.append("| %s | %s %s | %s (%s) | %s | %s | %s | %s | %s |" % (
-        r["what"], fmt(r["value"]), r["unit"], fmt(r["limit"]), r["limit_what"],
+        r["what"], fmt(r["value"]), r["unit"], fmt(r["limit"]) if r["limit"] is not None else "–",
+        r["limit_what"] or "none",
         "%.2f" % r["ratio"] if r["ratio"] is not None else "–", ", ".join(tgt) or "–", lat,
         "%.1f" % r["loadavg_1m"] if r["loadavg_1m"] is not None else "–", r["verdict"] or "–"))
 md.append("")
@@ -242,6 +302,25 @@ md.append("Consumer: caught up (lag 0 in committed offsets; Kafka's ConsumerGrou
               c["evalsha_ratio_to_limit"], c["events_per_evalsha"], 100 * c["coalesced_away"], c["evalsha_usec_per_call"]))
 md.append("")
 e2 = next(r for r in rows if r["key"] == "e2e")
+cl_rows = [r for r in rows if r["section"] == "cluster"]
+if cl_rows:
+    md.append("Redis Cluster (redis.sh cluster-start: 3 masters, 1 replica each, on this machine) beside the single Redis, "
+              "same run: the ratio column is the routing overhead, cluster / single (for CPU per unit, above 1 is the "
+              "cluster's extra cost). The cluster consumer caught up on the same 2,000,000 events under a new group, "
+              "WAITing for 1 replica of every master it wrote to before committing (its default on a cluster whose "
+              "masters have replicas); the --redis-min-replicas 0 row, when present, shows what that WAIT costs. The "
+              "api read what that catch-up stored, as the single-node api read what the single-node catch-up stored.")
+    md.append("")
+    md.append("| measure | cluster | single Redis | cluster / single | latency p50 / p99 / p99.9 ms (single's) | load |")
+    md.append("|---|---:|---:|---:|---|---:|")
+    for r in cl_rows:
+        lat = fl(r["latency_ms"])
+        if r.get("single_latency_ms"):
+            lat += " (%s)" % fl(r["single_latency_ms"])
+        md.append("| %s | %s %s | %s | %s | %s | %s |" % (
+            r["what"], fmt(r["value"]), r["unit"], fmt(r["limit"]), "%.2f" % r["ratio"] if r["ratio"] is not None else "–",
+            lat, "%.1f" % r["loadavg_1m"] if r["loadavg_1m"] is not None else "–"))
+    md.append("")
 md.append("End to end (%d connections): %d probes readable, %d acknowledged but not readable within 5 s, %d sent but "
           "not acknowledged before the run ended, %d non-202, %d events unanswered; POST→202 p50/p99/p99.9 "
           "%.1f / %.1f / %.1f ms; 202→readable max %.1f ms; sends behind schedule p50/p99 %.1f / %.1f ms (%d more than "
