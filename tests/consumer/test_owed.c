@@ -52,6 +52,7 @@ static ph_owed_t *make(uv_loop_t *loop, ph_kafka_props_t *props, reports_t *r)
         .data = r,
     };
     char errstr[512];
+    uv_loop_init(loop);
     uv_timer_init(loop, &deadline);
     ph_owed_t *owed = ph_owed_new(loop, &cfg, errstr, sizeof(errstr));
     assert_non_null(owed);
@@ -67,6 +68,13 @@ static void run_until_refused(uv_loop_t *loop, const reports_t *r, int refused)
     uv_timer_stop(&deadline);
 }
 
+static rd_kafka_headers_t *one_header(const char *name, const char *value)
+{
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, name, -1, value, -1);
+    return h;
+}
+
 static void finish(uv_loop_t *loop, ph_owed_t *owed)
 {
     ph_owed_stop(owed);
@@ -80,14 +88,11 @@ static void test_refused_stays_owed_and_is_resent(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    uv_loop_init(&loop);
     reports_t r = {0};
     ph_kafka_props_t props;
     ph_owed_t *owed = make(&loop, &props, &r);
 
-    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-    rd_kafka_header_add(h, "playhead-error", -1, "position must be a number", -1);
-    ph_owed_add(owed, "k1", 2, "v1", 2, 1700000000000, h);
+    ph_owed_add(owed, "k1", 2, "v1", 2, 1700000000000, one_header("playhead-error", "position must be a number"));
     ph_owed_add(owed, "k2", 2, NULL, 0, 0, NULL); /* a tombstone, no headers */
     ph_owed_add(owed, NULL, 0, NULL, 0, 0, NULL);
     assert_int_equal(ph_owed_count(owed), 3);
@@ -112,13 +117,10 @@ static void test_free_drops_what_is_in_flight(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    uv_loop_init(&loop);
     reports_t r = {0};
     ph_kafka_props_t props;
     ph_owed_t *owed = make(&loop, &props, &r);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-    rd_kafka_header_add(h, "x", -1, "y", -1);
-    ph_owed_add(owed, "k", 1, "v", 1, 0, h);
+    ph_owed_add(owed, "k", 1, "v", 1, 0, one_header("x", "y"));
     assert_int_equal(ph_owed_in_flight(owed), 1);
     finish(&loop, owed);
     assert_int_equal(r.delivered + r.refused + r.fatal, 0); /* stopped: nothing passed on */
