@@ -219,17 +219,23 @@ void ph_apply_args(const ph_apply_t *apply, const ph_event_t *ev, ph_apply_args_
     lens[18] = ev->series_id_len ? ev->next_video_id_len : 0;
 }
 
-void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
+/* The set-up that ph_apply_start and ph_apply_start_states share: counts and failure cleared, a
+ * call slot for each of the n commands. */
+static void begin_batch(ph_apply_t *apply, size_t n)
 {
-    int64_t now_ms = ph_now_ms();
     apply->applied = apply->stale = apply->expired = apply->heartbeats = apply->heartbeat_errors = 0;
     apply->_failed = 0;
     apply->_error[0] = '\0';
     apply->_pending = 0;
     apply->_starting = 1;
     ph_redis_mark(apply->redis);
-
     reserve_calls(apply, n);
+}
+
+void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
+{
+    int64_t now_ms = ph_now_ms();
+    begin_batch(apply, n);
     for (size_t i = 0; i < n; ++i) {
         const ph_event_t *ev = &winners[i];
         /* Older than an erase marker lives: a marker that covered it may have expired, so it is
@@ -266,13 +272,7 @@ void ph_apply_start(ph_apply_t *apply, const ph_event_t *winners, size_t n)
 
 void ph_apply_start_states(ph_apply_t *apply, const ph_apply_state_t *states, size_t n)
 {
-    apply->applied = apply->stale = apply->expired = apply->heartbeats = apply->heartbeat_errors = 0;
-    apply->_failed = 0;
-    apply->_error[0] = '\0';
-    apply->_pending = 0;
-    apply->_starting = 1;
-    ph_redis_mark(apply->redis);
-    reserve_calls(apply, n);
+    begin_batch(apply, n);
     for (size_t i = 0; i < n; ++i) {
         const ph_apply_state_t *st = &states[i];
         /* the event's arguments with kind "state", name and value; ts, position, ... unused */

@@ -72,8 +72,8 @@ struct ph_consumer_s {
     uv_timer_t keepalive_timer;
     ph_apply_t apply;
     ph_coalesce_table_t table;
-    ph_dlq_t *dlq;       /* the dead-letter producer (NULL when disabled) */
-    ph_outbox_t *outbox; /* the state producer (NULL when disabled, and in replay mode) */
+    ph_owed_t *dlq;    /* the dead-letter producer (NULL when disabled) */
+    ph_owed_t *outbox; /* the state producer (NULL when disabled, and in replay mode) */
 
     /* the batch in hand */
     batch_state_t state;
@@ -480,9 +480,9 @@ static void back_off(ph_consumer_t *c, backoff_cause_t cause, const char *error)
         ph_buf_json_str(&b, error, strlen(error));
         ph_buf_printf(&b, ",\"winners\":%zu", c->nwinners);
         if (cause == CAUSE_DLQ)
-            ph_buf_printf(&b, ",\"dlq_owed\":%zu", ph_dlq_owed(c->dlq));
+            ph_buf_printf(&b, ",\"dlq_owed\":%zu", ph_owed_count(c->dlq));
         if (cause == CAUSE_STATE)
-            ph_buf_printf(&b, ",\"state_owed\":%zu", ph_outbox_owed(c->outbox));
+            ph_buf_printf(&b, ",\"state_owed\":%zu", ph_owed_count(c->outbox));
         log_buf(PH_LOG_WARN, what[cause], &b);
     }
     c->state = ST_BACKOFF;
@@ -497,9 +497,9 @@ static void batch_progress(ph_consumer_t *c)
 {
     if (!c->applied)
         return; /* Redis answers later, and calls again */
-    size_t owed = c->dlq != NULL ? ph_dlq_owed(c->dlq) : 0, in_flight = c->dlq != NULL ? ph_dlq_in_flight(c->dlq) : 0;
-    size_t sowed = c->outbox != NULL ? ph_outbox_owed(c->outbox) : 0;
-    size_t sin_flight = c->outbox != NULL ? ph_outbox_in_flight(c->outbox) : 0;
+    size_t owed = c->dlq != NULL ? ph_owed_count(c->dlq) : 0, in_flight = c->dlq != NULL ? ph_owed_in_flight(c->dlq) : 0;
+    size_t sowed = c->outbox != NULL ? ph_owed_count(c->outbox) : 0;
+    size_t sin_flight = c->outbox != NULL ? ph_owed_in_flight(c->outbox) : 0;
     if (owed > in_flight)
         back_off(c, CAUSE_DLQ, "the dead-letter topic refused a message");
     else if (sowed > sin_flight)
@@ -510,11 +510,11 @@ static void batch_progress(ph_consumer_t *c)
 }
 
 /* A delivery report of a state record, or the state producer's fatal error. */
-static void on_outbox_report(ph_outbox_t *outbox, ph_outbox_report_t report, void *data)
+static void on_outbox_report(ph_owed_t *outbox, ph_owed_report_t report, void *data)
 {
     ph_consumer_t *c = data;
     (void)outbox;
-    if (report == PH_OUTBOX_FATAL) {
+    if (report == PH_OWED_FATAL) {
         c->failed = 1;
         begin_stop(c);
     } else if (c->state == ST_APPLYING) {
@@ -534,11 +534,11 @@ static void on_change(ph_apply_t *apply, const char *user, size_t user_len, cons
 }
 
 /* A delivery report of a dead-letter copy, or the producer's fatal error. */
-static void on_dlq_report(ph_dlq_t *dlq, ph_dlq_report_t report, void *data)
+static void on_dlq_report(ph_owed_t *dlq, ph_owed_report_t report, void *data)
 {
     ph_consumer_t *c = data;
     (void)dlq;
-    if (report == PH_DLQ_FATAL) {
+    if (report == PH_OWED_FATAL) {
         c->failed = 1;
         begin_stop(c);
     } else if (c->state == ST_APPLYING) {
@@ -584,9 +584,9 @@ static void on_retry_timer(uv_timer_t *timer)
      * is dropped from the group, and Redis may be down for longer than that */
     serve_events(c);
     if (c->dlq != NULL)
-        ph_dlq_resend(c->dlq);
+        ph_owed_resend(c->dlq);
     if (c->outbox != NULL)
-        ph_outbox_resend(c->outbox);
+        ph_owed_resend(c->outbox);
     start_apply(c);
 }
 
@@ -611,9 +611,9 @@ static void finish_stop(ph_consumer_t *c)
     uv_close((uv_handle_t *)&c->keepalive_timer, NULL);
     ph_kafka_bridge_close(&c->bridge, NULL);
     if (c->dlq != NULL)
-        ph_dlq_stop(c->dlq); /* reports still due are served by ph_consumer_free */
+        ph_owed_stop(c->dlq); /* reports still due are served by ph_consumer_free */
     if (c->outbox != NULL)
-        ph_outbox_stop(c->outbox);
+        ph_owed_stop(c->outbox);
     c->cfg.on_stopped(c, c->cfg.data);
 }
 
@@ -630,7 +630,7 @@ static void on_stop_timer(uv_timer_t *timer)
         }
         ph_log_warn("stop deadline reached with a batch not applied; Kafka will deliver it again",
                     "\"messages\":%zu,\"winners\":%zu,\"dlq_owed\":%zu,\"state_owed\":%zu", c->nmessages, c->nwinners,
-                    c->dlq != NULL ? ph_dlq_owed(c->dlq) : 0, c->outbox != NULL ? ph_outbox_owed(c->outbox) : 0);
+                    c->dlq != NULL ? ph_owed_count(c->dlq) : 0, c->outbox != NULL ? ph_owed_count(c->outbox) : 0);
     }
     finish_stop(c);
 }
@@ -775,7 +775,7 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
     }
     /* a replay is history: its invalid messages were dead-lettered when they were first consumed */
     if (!cfg->replay && cfg->dlq_topic != NULL && cfg->dlq_topic[0] != '\0') {
-        ph_dlq_config_t dcfg = {
+        ph_owed_config_t dcfg = {
             .brokers = cfg->brokers,
             .topic = cfg->dlq_topic,
             .kafka_props = cfg->kafka_props,
@@ -791,12 +791,12 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
         }
     }
     if (!cfg->replay && cfg->state_topic != NULL && cfg->state_topic[0] != '\0') {
-        ph_outbox_config_t ocfg = {
+        ph_owed_config_t ocfg = {
             .brokers = cfg->brokers,
             .topic = cfg->state_topic,
             .kafka_props = cfg->kafka_props,
-            .records = cfg->metrics != NULL ? cfg->metrics->state_records : NULL,
-            .tombstones = cfg->metrics != NULL ? cfg->metrics->state_tombstones : NULL,
+            .delivered = cfg->metrics != NULL ? cfg->metrics->state_records : NULL,
+            .no_value = cfg->metrics != NULL ? cfg->metrics->state_tombstones : NULL,
             .latency = cfg->metrics != NULL ? cfg->metrics->state_seconds : NULL,
             .on_report = on_outbox_report,
             .data = c,
@@ -805,7 +805,7 @@ ph_consumer_t *ph_consumer_new(uv_loop_t *loop, const ph_consumer_config_t *cfg,
             /* the dead-letter producer's handles close on the loop: it cannot be freed before, and
              * the process exits on this error anyway */
             if (c->dlq != NULL)
-                ph_dlq_stop(c->dlq);
+                ph_owed_stop(c->dlq);
             ph_kafka_bridge_close(&c->bridge, free_on_closed);
             free_later = 1;
             goto Error;
@@ -844,9 +844,9 @@ int ph_consumer_free(ph_consumer_t *c)
     /* copies not acknowledged in time belong to a batch whose offsets were not stored: Kafka
      * delivers their messages again, and they are dead-lettered then */
     if (c->dlq != NULL)
-        ph_dlq_free(c->dlq, c->cfg.close_timeout_ms);
+        ph_owed_free(c->dlq, c->cfg.close_timeout_ms);
     if (c->outbox != NULL)
-        ph_outbox_free(c->outbox, c->cfg.close_timeout_ms);
+        ph_owed_free(c->outbox, c->cfg.close_timeout_ms);
     /* Leaving the group revokes the assignment (through on_rebalance), commits the stored offsets
      * and tells the coordinator. rd_kafka_consumer_close would do the same but cannot be bounded:
      * with the coordinator unreachable, librdkafka holds a commit for session.timeout.ms, or an
