@@ -348,9 +348,14 @@ def test_read_from_replica_and_fallback(redis_cluster, api_c):
     m.hset(key, "film", f"{T0}:{T0}:42:100")
     assert m.execute_command("WAIT", 1, 5000) >= 1
     rep_only, prefer, from_master = api_c(redis_read_from="replica"), api_c(redis_read_from="prefer-replica"), api_c()
+    # ready means a master answers; the replicas' READONLY connections may still be coming up, and
+    # until then a replica-only read is a 503 (with Retry-After)
     for svc in (rep_only, prefer, from_master):
-        st, _, body = http("GET", f"{svc.url}/v1/users/{user}/positions/film")
-        assert st == 200 and body["position"] == 42, (st, body)
+        def read_42(svc=svc):
+            st, _, body = http("GET", f"{svc.url}/v1/users/{user}/positions/film")
+            assert st in (200, 503), (st, body)
+            return st == 200 and body["position"] == 42
+        wait_until(read_42, scaled(10), f"{svc.name} reading the position")
     rep = f"{HOST}:{replica['port']}"
     text = metrics(rep_only.url)
     assert node_values(text, "playhead_redis_node_master").get(rep) == 0, text
