@@ -172,9 +172,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             error = rd_kafka_incremental_assign(rk, parts);
         else
             aerr = rd_kafka_assign(rk, parts);
-        /* while Redis fails nothing new may be fetched, from new partitions either */
+        /* while Redis fails nothing new may be fetched, from new partitions either. librdkafka
+         * keeps a partition's pause through revocation and a later assignment: one paused during
+         * an outage, lost (its broker down), and assigned again after the resume (which then saw
+         * an empty assignment) would never be fetched again. So an assignment takes our state. */
         if (c->paused && c->state != ST_STOPPED)
             rd_kafka_pause_partitions(rk, parts);
+        else
+            rd_kafka_resume_partitions(rk, parts);
         ph_kafka_errors_clear(&c->kafka_errors);
         break;
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
