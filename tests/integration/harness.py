@@ -301,6 +301,13 @@ class KafkaBroker:
         _script("kafka.sh", "kill9", self.dir, timeout=30)
         self.running = False
 
+    def pause(self):
+        """Freeze the broker (SIGSTOP): connections stay open, nothing is answered."""
+        os.kill(_pid(self.dir / "kafka.pid"), signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(_pid(self.dir / "kafka.pid"), signal.SIGCONT)
+
     def ensure_up(self):
         if not self.running:
             self.start()

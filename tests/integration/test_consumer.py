@@ -168,6 +168,41 @@ def test_redis_outage_pauses_retries_and_resumes(kafka, topic, group, redis, red
     svc.stop()
 
 
+def test_partitions_lost_while_paused_are_fetched_once_assigned_again(kafka, topic, group, redis, redis_server, consumer):
+    """librdkafka keeps a partition's pause through revocation. Paused for a Redis outage, the
+    consumer loses its partitions (its coordinator frozen past the session timeout), resumes while it
+    holds none (Redis back: the batch in hand completes), and is assigned them again: they must be
+    fetched, not stay paused."""
+    svc = consumer(redis_timeout_ms=300, state_topic="", dlq_topic="", args=("-X", "session.timeout.ms=6000"))
+    first, best1 = random_events(users=2, videos=2, per_key=2)
+    produce_events(kafka, topic, first)
+    wait_until(lambda: converged(redis, best1), scaled(30), "the first events applied")
+    redis_server.pause()
+    try:
+        second, best2 = random_events(users=2, videos=2, per_key=2)
+        second = [dict(e, user_id="w" + e["user_id"]) for e in second]
+        best2 = {("w" + u, v): dict(e, user_id="w" + u) for (u, v), e in best2.items()}
+        produce_events(kafka, topic, second)
+        wait_until(lambda: log_count(svc, "redis unavailable, pausing") == 1, scaled(30), "the consumer pausing")
+        kafka.pause()
+        try:
+            wait_until(lambda: log_count(svc, "partitions lost") + log_count(svc, "partitions revoked") >= 1, scaled(40),
+                       "the consumer losing its partitions to the session timeout")
+            redis_server.resume()
+            wait_until(lambda: log_count(svc, "redis back, resuming") == 1, scaled(30), "the batch in hand applied")
+        finally:
+            kafka.resume()
+    finally:
+        redis_server.resume()
+    wait_until(lambda: log_count(svc, "partitions assigned") >= 2, scaled(60), "the partitions assigned again")
+    third, best3 = random_events(users=3, videos=2, per_key=2)
+    third = [dict(e, user_id="n" + e["user_id"]) for e in third]
+    best3 = {("n" + u, v): dict(e, user_id="n" + u) for (u, v), e in best3.items()}
+    produce_events(kafka, topic, third)
+    wait_until(lambda: converged(redis, {**best2, **best3}), scaled(60), "events produced after the reassignment applied")
+    svc.stop()
+
+
 def test_stop_during_an_outage_commits_nothing_unapplied(kafka, topic, group, redis, redis_server, consumer):
     svc = consumer(redis_timeout_ms=300)
     events, best = random_events(users=2, videos=2, per_key=2)

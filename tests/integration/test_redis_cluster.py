@@ -373,34 +373,3 @@ def test_read_from_replica_and_fallback(redis_cluster, api_c):
                "replica-only api served again once the replica is back")
 
 
-# ---------------------------------------------------------------- WAIT holds the offsets without a replica
-
-def metric_value(url, name):
-    m = re.search(r'^' + name + r' (\S+)$', metrics(url), re.M)
-    return float(m.group(1)) if m else 0.0
-
-
-def test_wait_holds_offsets_while_the_shard_has_no_replica(redis_cluster, ingest, consumer_c, api_c):
-    ing, con, rd = ingest(), consumer_c(), api_c()
-    curl = consumer_metrics_url(con)
-    user = f"w{random.randrange(100000)}"
-    master = redis_cluster.master_of_slot(slot_of(redis_cluster, user))
-    replica = next(n for n in redis_cluster.nodes() if n["master_id"] == master["id"])
-    redis_cluster.kill9(replica["port"])
-    st, _, body = http("POST", f"{ing.url}/v1/positions",
-                       {"user_id": user, "video_id": "film", "position": 10.0, "duration": 100, "ts": T0})
-    assert st == 202, (st, body)
-    # applied on the master, but WAIT finds no replica: the batch fails and is retried, uncommitted
-    wait_until(lambda: metric_value(curl, "playhead_consumer_redis_errors_total") >= 2, scaled(30),
-               "the consumer retrying the batch whose WAIT fell short")
-    assert metric_value(curl, "playhead_consumer_batches_total") == 0
-    assert "replicas acknowledged" in con.err.read_text() + con.out.read_text()
-    # the replica back: the batch goes through, and the next ones too
-    redis_cluster.node_start(replica["port"])
-    wait_until(lambda: metric_value(curl, "playhead_consumer_batches_total") >= 1, scaled(60),
-               "the batch committed once the replica is back")
-    st, _, body = http("POST", f"{ing.url}/v1/positions",
-                       {"user_id": user, "video_id": "film", "position": 20.0, "duration": 100, "ts": T0 + 1})
-    assert st == 202, (st, body)
-    wait_until(lambda: http("GET", f"{rd.url}/v1/users/{user}/positions/film")[2].get("position") == 20.0,
-               scaled(30), "the next event applied", ignore=(OSError, AttributeError))

@@ -168,6 +168,8 @@ def test_history_paging_stable_under_concurrent_writes_and_export(ingest, consum
         if page == 0:  # writes during paging: new titles, and titles already paged through
             post(ing, pos("h", "new1", 100, T0 + 100), pos("h", "v24", 110, T0 + 101), pos("h", "v20", 110, T0 + 102))
             eventually(lambda: history(rd, "h", limit=1)["items"][0]["video_id"], "v20", "writes applied")
+            # the three keys sit in different partitions: v20 first does not mean new1 is in yet
+            eventually(lambda: len(history(rd, "h", limit=100)["items"]), 26, "the new title applied")
         page += 1
         if cursor is None:
             break
