@@ -243,6 +243,11 @@ static void on_slots(ph_node_t *n, redisReply *reply, void *privdata)
                     entry_t *rep = r->read_from != PH_REDIS_READ_MASTER ? node_get(r, host, port, 1) : node_find(r, host, port);
                     if (rep != NULL)
                         rep->replica_of = master_idx;
+                    if (rep != NULL && r->read_from != PH_REDIS_READ_MASTER && !rep->readonly) {
+                        /* a seed or a former master, connected without READONLY: a replica now */
+                        ph_node_set_readonly(rep->node);
+                        rep->readonly = 1;
+                    }
                 }
             }
             if (master_idx < 0)
