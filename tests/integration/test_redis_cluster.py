@@ -385,6 +385,27 @@ def test_read_from_replica_and_fallback(redis_cluster, api_c):
 
 
 
+def test_replica_reads_through_a_seed_that_is_a_replica(redis_cluster, api_c):
+    """A seed is connected before the slot map says what it is, without READONLY (so is a master that
+    a failover turns into a replica): replica reads of its shard were 503 for good."""
+    user = f"rs{random.randrange(100000)}"
+    key = f"ph:{{{user}}}:v"
+    master = redis_cluster.master_of_slot(slot_of(redis_cluster, user))
+    replica = next(n for n in redis_cluster.nodes() if n["master_id"] == master["id"])
+    m = redis_cluster.client(master["port"])
+    m.hset(key, "film", f"{T0}:{T0}:42:100")
+    assert m.execute_command("WAIT", 1, 5000) >= 1
+    rep_only = api_c(redis=f"redis+cluster://{HOST}:{replica['port']}", redis_read_from="replica")
+
+    def read_42():
+        st, _, body = http("GET", f"{rep_only.url}/v1/users/{user}/positions/film")
+        assert st in (200, 503), (st, body)
+        return st == 200 and body["position"] == 42
+    wait_until(read_42, 10, "the replica-only api reading through its seed, a replica")
+    text = metrics(rep_only.url)
+    assert node_values(text, "playhead_redis_node_master").get(f"{HOST}:{replica['port']}") == 0, text
+
+
 # ---------------------------------------------------------------- WAIT holds the offsets without a replica
 
 def metric_value(url, name):
