@@ -2,13 +2,21 @@
  * The HTTP server of ingest and api (see server.h): one thread per loop, each with its own libuv
  * loop, h2o context and SO_REUSEPORT listener, so requests never cross threads or take a lock.
  * Also the router (method + path pattern -> handler, patterns matched by route.c, 404/405 with
- * Allow) and the graceful stop: SIGTERM/SIGINT closes the listeners, waits for in-flight requests
- * (ph_loop_t.inflight) and the program's own flush, then for client connections to close, each
- * bounded by shutdown_grace_ms.
+ * Allow) and the graceful stop. SIGTERM/SIGINT first stops new connections without closing the
+ * listeners (closing a listener resets the connections in its accept queue, whose clients may have
+ * sent their request already): a socket filter drops new SYNs, so a client retries its SYN and is
+ * refused once the listener is gone, before it could send a byte. What is queued is still accepted
+ * and answered with Connection: close; a listener closes once its accept queue is empty and
+ * PH_ACCEPT_SETTLE_MS have passed. Then the stop waits for in-flight requests (ph_loop_t.inflight)
+ * and the program's own flush, then for client connections to close, each bounded by
+ * shutdown_grace_ms.
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <linux/filter.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +41,7 @@ const char *__lsan_default_suppressions(void)
 }
 #endif
 
-typedef enum { STOP_NONE, STOP_REQUESTS, STOP_PROGRAM, STOP_CONNECTIONS, STOP_DONE } stop_phase_t;
+typedef enum { STOP_NONE, STOP_ACCEPT, STOP_REQUESTS, STOP_PROGRAM, STOP_CONNECTIONS, STOP_DONE } stop_phase_t;
 
 typedef struct loop_priv_s {
     uv_signal_t sigterm, sigint; /* loop 0 only */
@@ -41,6 +49,7 @@ typedef struct loop_priv_s {
     uint64_t connections;
     stop_phase_t phase;
     uint64_t phase_deadline;
+    uint64_t settle_until; /* STOP_ACCEPT: the listener stays open at least until then */
     int forced;
 } loop_priv_t;
 
@@ -139,9 +148,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     char allow[128];
     size_t allow_len = 0;
     int cors = add_cors_headers(loop->server, req);
-    if (loop->stopping)
-        req->http1_is_persistent = 0; /* shutting down: clients reconnect (and are refused) instead of
-                                         reusing a connection that is about to close under them */
     int preflight = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"));
 
     for (const ph_route_t *r = routes; r->method != NULL; ++r) {
@@ -314,7 +320,7 @@ static void on_conn_close(uv_handle_t *handle)
 static void on_accept(uv_stream_t *listener, int status)
 {
     ph_loop_t *loop = listener->data;
-    if (status != 0 || loop->stopping)
+    if (status != 0) /* while stopping too: what is in the accept queue is accepted and answered */
         return;
     uv_tcp_t *conn = malloc(sizeof(*conn));
     if (conn == NULL)
@@ -408,6 +414,46 @@ static void finish_loop(ph_loop_t *loop)
     }
 }
 
+/* Drops every TCP segment that opens a connection (SYN without ACK) and lets all others through,
+ * so handshakes already under way still complete into the accept queue. A dropped SYN is retried
+ * by the client (after 1 s, then 3 s...), by which time the listener is closed and the client is
+ * refused before it could send anything. On a TCP socket's receive path the filter sees the
+ * segment from its TCP header on: byte 13 holds the flags. */
+static int stop_new_connections(int fd)
+{
+    static struct sock_filter drop_syn[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),           /* the TCP flags */
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x10, 2, 0), /* ACK: accept */
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x02, 0, 1), /* SYN: drop */
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+    };
+    struct sock_fprog prog = {.len = sizeof(drop_syn) / sizeof(drop_syn[0]), .filter = drop_syn};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
+}
+
+/* Connections in a listener's accept queue (Linux: TCP_INFO's tcpi_unacked on a listening socket),
+ * or -1 when unknown. */
+static long accept_queue_len(uv_tcp_t *listener)
+{
+    uv_os_fd_t fd;
+    struct tcp_info info;
+    socklen_t len = sizeof(info);
+    if (uv_fileno((uv_handle_t *)listener, &fd) != 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+        return -1;
+    return (long)info.tcpi_unacked;
+}
+
+/* Requests already read but not answered yet are told Connection: close too (h2o reads the flag
+ * when it writes the response headers; those parsed from now on get it from shutdown_requested). */
+static int close_after_response(h2o_req_t *req, void *cbdata)
+{
+    (void)cbdata;
+    if (req->res.status == 0)
+        req->http1_is_persistent = 0;
+    return 0;
+}
+
 static void on_drain_timer(uv_timer_t *timer)
 {
     ph_loop_t *loop = H2O_STRUCT_FROM_MEMBER(ph_loop_t, _drain_timer, timer);
@@ -416,6 +462,19 @@ static void on_drain_timer(uv_timer_t *timer)
     int expired = now >= priv->phase_deadline;
 
     switch (priv->phase) {
+    case STOP_ACCEPT: {
+        if (now < priv->settle_until)
+            return;
+        long queued = accept_queue_len(&loop->listener);
+        if (queued > 0 && !expired)
+            return; /* libuv accepts them on this loop's next turn */
+        if (queued > 0)
+            ph_log_warn("shutdown: connections still queued when the listener closed (reset)", "\"queued\":%ld", queued);
+        close_if_open((uv_handle_t *)&loop->listener);
+        priv->phase = STOP_REQUESTS;
+        priv->phase_deadline = now + loop->server->shutdown_grace_ms;
+        return;
+    }
     case STOP_REQUESTS:
         if (loop->inflight != 0 && !expired)
             return;
@@ -453,9 +512,18 @@ static void on_stop_async(uv_async_t *async)
     if (loop->stopping)
         return;
     loop->stopping = 1;
-    close_if_open((uv_handle_t *)&loop->listener);
-    priv->phase = STOP_REQUESTS;
-    priv->phase_deadline = ph_mono_ms() + loop->server->shutdown_grace_ms;
+    uint64_t now = ph_mono_ms();
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&loop->listener, &fd) != 0 || stop_new_connections(fd) != 0)
+        ph_log_warn("shutdown: cannot filter new connections; they are accepted until the listener closes", "\"error\":\"%s\"",
+                    strerror(errno));
+    /* what h2o_context_request_shutdown does for HTTP/1 (the rest of it arms HTTP/2 timers, which
+     * h2o_context_dispose would find linked): requests parsed from now on get Connection: close */
+    loop->h2o.shutdown_requested = 1;
+    loop->h2o.globalconf->http1.callbacks.foreach_request(&loop->h2o, close_after_response, NULL);
+    priv->phase = STOP_ACCEPT;
+    priv->settle_until = now + PH_ACCEPT_SETTLE_MS;
+    priv->phase_deadline = now + loop->server->shutdown_grace_ms;
     uv_timer_start(&loop->_drain_timer, on_drain_timer, 0, 10);
 }
 

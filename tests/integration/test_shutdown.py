@@ -9,12 +9,21 @@
 - the process exits 0 by itself within its shutdown grace period, with no sanitizer report;
 - ingest: every event answered 202 is in the topic, or in the spool, which a new ingest on the same
   working directory drains into the topic (also when the broker is down at the signal).
+
+And under a burst of fresh connections (one request each, a hundred at once, so the accept queue is
+never empty) the signal resets none: every connection that was established gets a complete answer,
+the others are refused (or time out) before a byte was sent; ingest answers 202 only for events
+that end up in the topic, and puts nothing there that was not sent. Closing the listeners at once
+failed this almost every time (the connections in the accept queue were reset).
 """
 
+import errno
 import http.client as httplib
 import json
 import random
+import selectors
 import signal
+import socket
 import threading
 import time
 
@@ -29,6 +38,7 @@ class Load:
     def __init__(self, port, make, threads):
         self.port, self.make, self.records, self.summary = port, make, [], ""
         self._stop = threading.Event()
+        self.just_sent = threading.Event()  # set whenever a request's bytes were sent
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
@@ -61,6 +71,7 @@ class Load:
                 conn.request(method, path, body=body,
                              headers={"Content-Type": "application/json"} if body is not None else {})
                 rec["sent"] = time.monotonic()  # request() returns once every byte is handed to the kernel
+                self.just_sent.set()
                 resp = conn.getresponse()
                 rec["body"] = resp.read()
                 rec["status"], rec["done"] = resp.status, time.monotonic()
@@ -242,3 +253,221 @@ def test_api_sigterm_under_load_answers_every_request_in_flight(api, redis):
         body = json.loads(r["body"])
         assert body.get("position") == 12.5 or len(body.get("items", [])) == 1, body
     assert took <= scaled(grace_s), f"the api took {took:.1f}s to exit, more than its grace period ({grace_s}s)"
+
+
+# ---------------------------------------------------------------- bursts of fresh connections
+
+BURST_OUTSTANDING = 32  # fresh connections under way at once beside the busy load (ingest)
+
+
+class Burst:
+    """Keeps `outstanding` fresh connections going at once from one thread (non-blocking sockets), one
+    request each, re-opening one as soon as another ends, until stop() — so at any moment many
+    connections sit in the service's accept queue, as with a crowd of clients at the signal. Each
+    attempt is recorded with its outcome:
+
+    - "refused": connect() failed (refused, or no handshake by the connect deadline): nothing was sent;
+    - "answered": a complete HTTP response (status, headers, the whole Content-Length body);
+    - "cut": the connection was established and then reset or closed before a complete response.
+    """
+
+    def __init__(self, port, make, outstanding):
+        self.port, self.make, self.outstanding = port, make, outstanding
+        self.records, self._n = [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.connect_timeout, self.answer_timeout = scaled(10), scaled(30)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        """Opens no new connection; waits for those under way to end (each has its deadline)."""
+        self._stop.set()
+        self._thread.join(self.connect_timeout + self.answer_timeout + scaled(10))
+        assert not self._thread.is_alive(), "the burst client did not finish"
+
+    def answered(self):
+        return sum(r["outcome"] == "answered" for r in list(self.records))
+
+    def _open(self, sel):
+        method, path, body, keys = self.make(self._n)
+        self._n += 1
+        head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n"
+        req = (head + "\r\n").encode() + (body.encode() if body is not None else b"")
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        rec = {"keys": keys, "opened": time.monotonic(), "connected": None, "outcome": None, "status": None,
+               "error": None, "headers": None, "body": None}
+        st = {"rec": rec, "out": req, "in": b"", "deadline": rec["opened"] + self.connect_timeout}
+        err = s.connect_ex((HOST, self.port))
+        if err not in (0, errno.EINPROGRESS):
+            s.close()
+            rec["outcome"], rec["error"] = "refused", errno.errorcode.get(err, str(err))
+            self.records.append(rec)
+            return
+        sel.register(s, selectors.EVENT_WRITE, st)
+
+    def _end(self, sel, s, st, outcome, error=None):
+        sel.unregister(s)
+        s.close()
+        st["rec"]["outcome"], st["rec"]["error"], st["rec"]["done"] = outcome, error, time.monotonic()
+        self.records.append(st["rec"])
+
+    def _complete(self, data):
+        """(status, headers, body) once `data` holds a whole response, else None."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        lines = data[:end].decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        length = int(headers.get("content-length", "-1"))
+        if length < 0 or len(data) < end + 4 + length:
+            return None
+        return int(lines[0].split()[1]), headers, data[end + 4:end + 4 + length]
+
+    def _run(self):
+        sel = selectors.DefaultSelector()
+        while not self._stop.is_set() or sel.get_map():
+            while not self._stop.is_set() and len(sel.get_map()) < self.outstanding:
+                self._open(sel)
+            for key, ev in sel.select(0.05):
+                s, st = key.fileobj, key.data
+                rec = st["rec"]
+                try:
+                    if rec["connected"] is None:
+                        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        if err:
+                            self._end(sel, s, st, "refused", errno.errorcode.get(err, str(err)))
+                            continue
+                        rec["connected"] = time.monotonic()
+                        st["deadline"] = rec["connected"] + self.answer_timeout
+                    if st["out"]:
+                        st["out"] = st["out"][s.send(st["out"]):]
+                        if not st["out"]:
+                            sel.modify(s, selectors.EVENT_READ, st)
+                        continue
+                    chunk = s.recv(65536)
+                    st["in"] += chunk
+                    done = self._complete(st["in"])
+                    if done:
+                        rec["status"], rec["headers"], rec["body"] = done
+                        self._end(sel, s, st, "answered")
+                    elif not chunk:
+                        self._end(sel, s, st, "cut", f"closed after {len(st['in'])} bytes of the response")
+                except OSError as e:
+                    self._end(sel, s, st, "cut", errno.errorcode.get(e.errno, repr(e)))
+            now = time.monotonic()
+            for key in list(sel.get_map().values()):
+                st = key.data
+                if now >= st["deadline"]:
+                    self._end(sel, key.fileobj, st, "refused" if st["rec"]["connected"] is None else "cut",
+                              "timeout")
+        sel.close()
+
+
+def burst_sigterm(svc, make, warmup, grace_s, outstanding, busy=None):
+    """A burst of fresh connections (and `busy`, a Load keeping the loops busy, when given), SIGTERM
+    once `warmup` were answered, the burst going on until the service exited. Returns (burst, the
+    signal's time, how long the exit took)."""
+    with Burst(svc.http_port, make, outstanding) as burst:
+        if busy is not None:
+            busy.__enter__()
+        try:
+            wait_until(lambda: burst.answered() >= warmup, 60, f"{warmup} answers before the signal")
+            if busy is not None:  # the signal as a loop starts on a busy request
+                busy.just_sent.clear()
+                busy.just_sent.wait(scaled(10))
+            t_signal = time.monotonic()
+            svc.proc.send_signal(signal.SIGTERM)
+            try:
+                svc.proc.wait(timeout=scaled(3 * grace_s + 10))
+            except Exception:
+                svc.kill9()
+                raise AssertionError(f"{svc.name} did not exit within {scaled(3 * grace_s + 10):.0f}s of SIGTERM")
+            took = time.monotonic() - t_signal
+        finally:
+            if busy is not None:
+                busy.stop()
+    svc.stop(expect_code=0)  # exit status 0, no sanitizer report
+    return burst, t_signal, took
+
+
+def check_burst(burst, t_signal, took, ok_status):
+    """Every connection that was established got a complete answer of ok_status; the others were
+    refused (or timed out) before a byte was sent. Returns a summary line."""
+    recs = burst.records
+    by = {}
+    for r in recs:
+        by[r["outcome"]] = by.get(r["outcome"], 0) + 1
+    at_signal = [r for r in recs if r["opened"] < t_signal and (r.get("done") or 0) >= t_signal]
+    closed = sum(1 for r in recs if r["outcome"] == "answered" and r["headers"].get("connection") == "close")
+    summary = (f"[exited {took:.2f}s after SIGTERM; {len(recs)} connections {by}; {len(at_signal)} open at the "
+               f"signal; {closed} answers with Connection: close]")
+    print("burst:", summary)
+    cut = [r for r in recs if r["outcome"] == "cut"]
+    assert not cut, (f"{len(cut)} established connections were cut instead of answered, e.g. {cut[0]['error']} "
+                     f"{cut[0]['connected'] - t_signal:+.3f}s after the signal {summary}")
+    bad = [r for r in recs if r["outcome"] == "answered" and r["status"] not in ok_status]
+    assert not bad, f"{len(bad)} answers not {ok_status}, e.g. {bad[0]['status']} {bad[0]['body']!r} {summary}"
+    assert sum(r["outcome"] == "answered" and r["opened"] < t_signal for r in recs) >= 100, summary
+    return summary
+
+
+def test_api_sigterm_in_a_burst_of_new_connections_resets_none(api, redis):
+    svc = api(threads=2, redis_timeout_ms=1000)
+    grace_s = 5.0
+    seed(redis, 20)
+    wait_until(lambda: all(http("GET", f"{svc.url}/v1/users/s1/positions/v")[0] == 200 for _ in range(8)), 15,
+               "the api reading Redis on every loop")
+    offset = random.randrange(20)
+
+    def make(n):
+        u = (n + offset) % 20
+        return "GET", f"/v1/users/s{u}/positions/v" if n % 2 else f"/v1/users/s{u}/continue-watching?limit=5", None, []
+
+    burst, t_signal, took = burst_sigterm(svc, make, random.randint(300, 600), grace_s, 128)
+    check_burst(burst, t_signal, took, (200,))
+    assert took <= scaled(grace_s), f"the api took {took:.1f}s to exit, more than its grace period ({grace_s}s)"
+
+
+def test_ingest_sigterm_in_a_burst_of_new_connections_resets_none_and_acks_only_what_kafka_has(ingest, kafka, topic):
+    """Besides the burst, two keep-alive clients post batches of 1000 events, which keep the loops
+    busy: a signal that reaches a loop in the middle of such work finds new connections queued
+    behind it, which is when closing the listener at once reset them."""
+    delivery_timeout_ms = 5000
+    svc = ingest(threads=2, delivery_timeout_ms=delivery_timeout_ms)
+    grace_s = (delivery_timeout_ms + 2000) / 1000
+    run = random.randrange(1 << 30)
+
+    def make(n):
+        size = random.choice((1, 1, 1, 2, 5))
+        events = [{"user_id": f"b{run}", "video_id": f"r{n}-e{i}", "position": n + i} for i in range(size)]
+        return "POST", "/v1/positions", json.dumps(events), [f"b{run}/r{n}-e{i}" for i in range(size)]
+
+    def fat(worker, n):
+        events = [{"user_id": f"f{run}-{worker}", "video_id": f"r{n}-e{i}", "position": i} for i in range(1000)]
+        return "POST", "/v1/positions", json.dumps(events), [f"f{run}-{worker}/r{n}-e{i}" for i in range(1000)]
+
+    busy = Load(svc.http_port, fat, threads=2)
+    burst, t_signal, took = burst_sigterm(svc, make, random.randint(200, 400), grace_s, BURST_OUTSTANDING, busy)
+    summary = check_burst(burst, t_signal, took, (202, 503))
+    cut = [r for r in busy.records if r["error"] is not None and "ConnectionRefusedError" not in r["error"]]
+    assert not cut, f"{len(cut)} batches on keep-alive connections were cut, e.g. {cut[0]['error']} {summary}"
+    records = burst.records + busy.records
+    sent = {k for r in records for k in r["keys"]}
+    acked = {k for r in records if r["status"] == 202 for k in r["keys"]}
+    # a 202 follows Kafka's ack or the spool's fsync: a new ingest on the same directory drains the spool
+    restarted = ingest(threads=2, delivery_timeout_ms=delivery_timeout_ms)
+    wait_until(lambda: spool_records(restarted) == 0, 60, "the spool drained")
+    in_topic = {r.key.decode() for r in kafka.read_topic(topic, timeout=60)}
+    missing = acked - in_topic
+    assert not missing, f"{len(missing)} of {len(acked)} events answered 202 are not in the topic {summary}"
+    invented = in_topic - sent
+    assert not invented, f"{len(invented)} events in the topic were never sent, e.g. {sorted(invented)[:3]}"

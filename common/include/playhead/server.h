@@ -13,6 +13,11 @@
 #include <h2o.h>
 #include "playhead/metrics.h"
 
+/* On a stop, a listener stays open (new connections filtered out, queued ones accepted) for at
+ * least this long, so that handshakes already under way land in the accept queue and are served
+ * rather than reset when the listener closes. */
+#define PH_ACCEPT_SETTLE_MS 200
+
 typedef struct ph_loop_s ph_loop_t;
 typedef struct ph_server_s ph_server_t;
 
@@ -48,7 +53,7 @@ struct ph_loop_s {
     unsigned index;    /* 0 .. threads-1 */
     void *app;         /* the program's per-loop state, set by on_loop_init */
     uint64_t inflight; /* asynchronous requests not answered yet, maintained by the program */
-    int stopping;
+    int stopping;      /* a stop began (the listener may still be open, accepting what is queued) */
     uv_thread_t _thread;
     uv_timer_t _drain_timer;
     uint64_t _drain_deadline;
@@ -79,9 +84,13 @@ struct ph_server_s {
     struct ph_route_metrics_s *_route_metrics;
 };
 
-/* Binds, runs every loop until SIGTERM/SIGINT (graceful: stop accepting, wait for in-flight up to
- * shutdown_grace_ms, on_loop_stop, close), and returns the exit code (0 on a clean stop). A second
- * signal exits at once. errstr explains a failure to start. */
+/* Binds, runs every loop until SIGTERM/SIGINT, and returns the exit code (0 on a clean stop). The
+ * stop is graceful: new connections are dropped at the listener (clients retry, then are refused),
+ * queued ones are still accepted, every response from then on carries Connection: close, and each
+ * listener closes once its accept queue is empty and PH_ACCEPT_SETTLE_MS have passed; then in-flight
+ * requests are waited for (up to shutdown_grace_ms), on_loop_stop runs, and clients' connections are
+ * waited for (up to shutdown_grace_ms each). A second signal exits at once. errstr explains a
+ * failure to start. */
 int ph_server_run(ph_server_t *server, char *errstr, size_t errstr_size);
 
 /* Asks a running server (ph_server_run on another thread) to stop gracefully, as SIGTERM does.
