@@ -210,3 +210,108 @@ def test_malformed_stored_state_is_overwritten(redis, apply):
     redis.hset(vkey("u1"), "v1", "garbage")
     assert apply(Event("u1", "v1", 1, 1, 1, 0)) == 1
     assert redis.hget(vkey("u1"), "v1") == "1:1:1:0:p:0"
+
+
+KINDS = ["position"] * 5 + ["hide"] * 2 + ["watched", "unwatched", "erase", "erase_user"]
+
+
+def user_keys(user):
+    return [f"ph:{{{user}}}:{k}" for k in "vrexsd"]
+
+
+def keyspace(redis):
+    """Every key with its whole value and whether it has a TTL (the TTLs' exact values differ by the
+    time between the runs)."""
+    out = {}
+    for key in sorted(redis.keys("*")):
+        kind = redis.type(key)
+        value = {"hash": redis.hgetall, "zset": lambda k: redis.zrange(k, 0, -1, withscores=True), "string": redis.get}[kind](key)
+        out[key] = (kind, value, redis.pttl(key) > 0)
+    return out
+
+
+def test_the_state_is_a_function_of_the_set_of_events_and_state_records(redis, script_text):
+    """Random sets of every kind of event for two users and five titles (equal ts and received_at,
+    series, finished positions, row caps of 2, 4, 6 and 200 titles, legacy and malformed stored
+    values), each applied in several random orders with duplicates, and then with the state records
+    the first order reported mixed in: every order leaves the same keyspace. After every call the
+    row index holds at most 2 x row_max titles and every stored title (the apply script asks ZCARD
+    only when a title enters the index, which this checks). The records reported, replayed alone in
+    a random order over the same stored values, rebuild the same titles, row index and markers. The
+    seed is PH_SEED."""
+    sha = redis.script_load(script_text)
+    users, videos = ["x", "user@example.com"], ["a", "b", "c", "d", "e"]
+
+    def apply(row_max, ev):
+        kind, user, video, ts, rc, pos, dur, series, nxt, value = ev
+        args = [kind, video, str(ts), str(rc), pos, dur, str(TTL_MS), str(row_max), str(ERASE_TTL_MS), "0.95", "30", series, nxt]
+        reply = redis.evalsha(sha, 6, *user_keys(user), *args, *([value] if kind == "state" else []))
+        assert reply[0] in (0, 1) and len(reply) % 2 == 1, (ev, reply)
+        k = user_keys(user)
+        assert redis.zcard(k[1]) <= 2 * row_max, (ev, reply)
+        assert set(redis.hkeys(k[0])) <= set(redis.zrange(k[1], 0, -1)), (ev, reply)
+        return [(user, reply[i], reply[i + 1]) for i in range(1, len(reply), 2)]
+
+    def seed_values(seeded):
+        for user, video, value in seeded:
+            k = user_keys(user)
+            redis.hset(k[0], video, value)
+            redis.zadd(k[1], {video: int(value.split(":")[0]) if value[0].isdigit() else 1})
+
+    for i in range(40):
+        row_max = (1, 2, 3, 100)[i % 4]
+        # at most one stored title per user beforehand: within every cap (see the test below)
+        seeded = [(u, random.choice(videos), random.choice(["7:7:50:100", "7:9:99:100", "8:8:5:0:p:0/S/b", "garbage"]))
+                  for u in users if random.random() < 0.3]
+        events = []
+        for _ in range(random.randint(1, 30)):
+            kind = random.choice(KINDS)
+            ts = random.randint(1, 20)
+            series = random.choice(["", "", "S", "T"])
+            events.append((kind, random.choice(users), random.choice(videos) if kind != "erase_user" else "", ts,
+                           ts + random.randint(0, 2), random.choice(["0", "5", "50", "95", "97", "0.30000000000000004"]),
+                           random.choice(["0", "100"]), series, random.choice(["", "b", "c"]) if series else "", ""))
+        first, records = None, None
+        for n in range(6):
+            redis.flushall()
+            seed_values(seeded)
+            order = events + random.sample(events, len(events) // 2)
+            if records is not None and n >= 3:
+                order += [("state", user, name, 0, 0, "0", "0", "", "", value) for user, name, value in records]
+            random.shuffle(order)
+            reported = [rec for ev in order for rec in apply(row_max, ev)]
+            if records is None:
+                records = reported
+            state = keyspace(redis)
+            if first is None:
+                first = state
+            assert state == first, f"set {i}: row_max {row_max} seeded {seeded} events {events}"
+        redis.flushall()
+        seed_values(seeded)
+        for user, name, value in random.sample(records, len(records)):
+            apply(row_max, ("state", user, name, 0, 0, "0", "0", "", "", value))
+        rebuilt = keyspace(redis)
+        for key, (kind, value, _) in first.items():
+            if key.endswith((":v", ":r", ":e", ":x")):
+                assert rebuilt.get(key, (kind, None))[1] == value, f"set {i}: {key} rebuilt from {records}"
+
+
+def test_a_lowered_row_max_applies_at_the_next_new_title(redis, script_text):
+    """The row index can only outgrow the cap when a title enters it, so the script counts titles
+    only then: after --row-max is lowered, updates of titles kept trim nothing, and the next new
+    title trims the row to the new cap."""
+    sha = redis.script_load(script_text)
+    k = user_keys("u1")
+
+    def position(video, ts, row_max):
+        return redis.evalsha(sha, 6, *k, "position", video, str(ts), str(ts), "10", "100", str(TTL_MS), str(row_max),
+                             str(ERASE_TTL_MS), "0.95", "0", "", "")
+
+    for i in range(6):
+        assert position(f"v{i}", 100 + i, 3)[0] == 1
+    assert redis.zcard(k[1]) == 6
+    assert position("v5", 200, 1) == [1, "v5", "200:200:10:100:p:0"]
+    assert redis.zcard(k[1]) == 6
+    assert position("new", 300, 1)[:5] == [1, "new", "300:300:10:100:p:0", "/trim", "104"]
+    assert redis.zrevrange(k[1], 0, -1) == ["new", "v5"]
+    assert sorted(redis.hkeys(k[0])) == ["new", "v5"]
