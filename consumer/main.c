@@ -52,8 +52,8 @@ typedef struct config_s {
 } config_t;
 
 /* --print-script NAME: the names of PH_SCRIPTS, in their order */
-static const char *const script_names[PH_SCRIPT_COUNT] = {
-    "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat", "history", "export"};
+static const char *const script_names[PH_SCRIPT_COUNT] = {"apply",       "stream_start", "stream_stop", "stream_stop_oldest",
+                                                          "stream_list", "heartbeat",    "history",     "export"};
 
 /* --finished-ratio: a number above 0 and at most 1 */
 static int valid_ratio(const char *value, char *why, size_t why_size)
