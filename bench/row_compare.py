@@ -33,7 +33,7 @@ def wait(predicate, what, timeout=30):
         try:
             if predicate():
                 return
-        except OSError:
+        except (OSError, redis_py.ConnectionError):
             pass
         time.sleep(0.05)
     sys.exit(f"row_compare: timed out waiting for {what}")
