@@ -4,6 +4,7 @@
 # the apply script (20,000 users x 10 videos, like the consumer run of bench/run.sh), then measures:
 #   - wrk on GET /v1/users/:user/continue-watching?limit=20 (bench/wrk/read_row.lua) against
 #     API_BINARY --threads 1, BENCH_CONNS connections (64), BENCH_WRK_THREADS (2), BENCH_SECONDS (10);
+#   - the same wrk on GET /healthz of the same api (HTTP no-op: the ratio the target is set against);
 #   - the api's CPU time per request (utime + stime from /proc/PID/stat over the wrk run);
 #   - Redis time per row read: the usec of MULTI, EXEC and EVALSHA in INFO commandstats over the
 #     wrk run (they include the commands they run), divided by the row reads (EXEC or EVALSHA calls);
@@ -52,6 +53,8 @@ pids+=("$API_PID")
 wait_for 30 curl -sf "http://127.0.0.1:$AP/readyz"
 url=http://127.0.0.1:$AP/
 wrk -t"$WRK_THREADS" -c"$CONNS" -d2s -s "$here/wrk/read_row.lua" "$url" >/dev/null 2>&1 || true # warm-up
+wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency --timeout 5s -s "$here/wrk/noop.lua" "${url}healthz" >"$OUT/noop.txt" 2>&1
+noop_json=$(sed -n 's/^WRK_JSON //p' "$OUT/noop.txt")
 redis-cli -p "$RP" config resetstat >/dev/null
 c0=$(cpu_ticks "$API_PID")
 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency --timeout 5s -s "$here/wrk/read_row.lua" "$url" >"$OUT/wrk.txt" 2>&1
@@ -75,5 +78,5 @@ else
     "$OUT/redis_pipe" -p "$RP" -m row -o 1 -n 20000 -d 16 >/dev/null # warm-up
     limit=$("$OUT/redis_pipe" -p "$RP" -m row -o 1 -n 200000 -d 16)
 fi
-printf '{"wrk":%s,"api_cpu_us_per_request":%s,"redis_usec_per_row":%s,"limit":%s}\n' "$wrk_json" "$cpu_us" \
-    "$redis_usec_per_row" "$limit" | tee "$OUT/row.json"
+printf '{"wrk":%s,"noop":%s,"api_cpu_us_per_request":%s,"redis_usec_per_row":%s,"limit":%s}\n' "$wrk_json" \
+    "${noop_json:-null}" "$cpu_us" "$redis_usec_per_row" "$limit" | tee "$OUT/row.json"

@@ -471,6 +471,9 @@ static void on_node_reply(ph_node_t *n, redisReply *reply, void *privdata)
         ph_mono_ms() + RETRY_MIN_MS < c->deadline) {
         if (starts_with(reply, "CLUSTERDOWN"))
             refresh_map(r);
+        /* the redirects before a TRYAGAIN (an ASK to a node that has only some of the keys yet) are
+         * no loop: it waits with backoff, and the deadline ends it */
+        c->redirects = 0;
         retry_later(r, c);
         return;
     }
