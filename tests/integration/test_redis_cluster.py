@@ -215,8 +215,9 @@ def test_end_to_end_every_master(redis_cluster, ingest, consumer_c, api_c):
     sizes = {p: redis_cluster.dbsize(p) for p in redis_cluster.master_ports()}
     print(f"keys per master: {sizes}")
     assert len(sizes) == 3 and all(n > 0 for n in sizes.values()), sizes
-    # every route and script on users of every master
-    for user in users[:12]:
+    # every route and script on users of every master; users the load sent events for (a user of the
+    # 300 gets none about once in 55 runs of 1,200 events: its row is empty)
+    for user in [u for u in users if any(k[0] == u for k in load.acked)][:12]:
         st, _, body = http("GET", f"{rd.url}/v1/users/{user}/continue-watching")
         assert st == 200 and len(body["items"]) >= 1, (st, body)
         st, _, body = http("GET", f"{rd.url}/v1/users/{user}/history")
