@@ -87,7 +87,7 @@ static void item_open(ph_buf_t *b, int first, const char *id, size_t len)
     ph_buf_json_str(b, id, len);
 }
 
-static int strings(const redisReply *a)
+static int all_strings(const redisReply *a)
 {
     for (size_t i = 0; i < a->elements; ++i)
         if (a->element[i]->type != REDIS_REPLY_STRING)
@@ -100,8 +100,8 @@ int ph_api_row_json(ph_buf_t *b, const redisReply *exec, const ph_api_row_rules_
     if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 2)
         return -1;
     const redisReply *ids = exec->element[0], *all = exec->element[1];
-    if (ids->type != REDIS_REPLY_ARRAY || all->type != REDIS_REPLY_ARRAY || all->elements % 2 != 0 || !strings(ids) ||
-        !strings(all))
+    if (ids->type != REDIS_REPLY_ARRAY || all->type != REDIS_REPLY_ARRAY || all->elements % 2 != 0 || !all_strings(ids) ||
+        !all_strings(all))
         return -1;
 
     uint32_t states_stack[ROW_SLOTS_STACK];

@@ -56,8 +56,9 @@ typedef struct rcmd_s {
     int fan_pending, fan_failed, fan_all_int;
     long long fan_sum;
     /* a transaction: buf holds MULTI, the commands and EXEC, part i ending at tx_end[i]; tx_pending
-     * counts the parts sent whose reply is still due, tx_err is the first error one got */
-    int tx_parts, tx_pending;
+     * counts the parts sent whose reply is still due, tx_err is the first error one got, tx_cut
+     * says that a part could not be sent (so no EXEC reply will come) */
+    int tx_parts, tx_pending, tx_cut;
     size_t tx_end[PH_REDIS_TX_MAX + 2];
     char tx_err[256];
 } rcmd_t;
@@ -370,12 +371,13 @@ static void on_tx_part(ph_node_t *n, redisReply *reply, void *privdata);
 static int send_tx(entry_t *e, rcmd_t *c)
 {
     c->tx_err[0] = '\0';
+    c->tx_cut = 0;
     for (int i = 0; i < c->tx_parts; ++i) {
         size_t from = i == 0 ? 0 : c->tx_end[i - 1];
         if (ph_node_send(e->node, on_tx_part, c, c->buf + from, c->tx_end[i] - from, c->deadline) != 0) {
             if (i == 0)
                 return -1;
-            snprintf(c->tx_err, sizeof(c->tx_err), "%s", "-"); /* no EXEC reply will come */
+            c->tx_cut = 1;
             break;
         }
         c->tx_pending++;
@@ -491,7 +493,7 @@ static void on_tx_part(ph_node_t *n, redisReply *reply, void *privdata)
         snprintf(c->tx_err, sizeof(c->tx_err), "%.*s", (int)reply->len, reply->str);
     if (!last)
         return;
-    if (c->tx_err[0] == '-' && c->tx_err[1] == '\0') {
+    if (c->tx_cut) {
         on_node_reply(n, NULL, c);
     } else if (reply != NULL && reply->type == REDIS_REPLY_ERROR && c->tx_err[0] != '\0') {
         redisReply err;
