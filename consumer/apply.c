@@ -95,7 +95,7 @@ static void finish(ph_apply_t *apply)
 {
     int n = apply->_min_replicas;
     if (n < 0)
-        n = ph_redis_is_cluster(apply->redis) ? (ph_redis_min_master_replicas(apply->redis) > 0 ? 1 : 0) : 0;
+        n = ph_redis_replicas_seen(apply->redis) > 0 ? 1 : 0; /* a latch: a dead replica does not lower it */
     if (apply->_failed || n == 0) {
         done(apply);
         return;

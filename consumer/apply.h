@@ -84,8 +84,9 @@ void ph_apply_init(ph_apply_t *apply, ph_redis_t *redis, uint64_t ttl_ms, unsign
 
 /* Replication before on_done(ok): after every command of a batch succeeded, `WAIT n timeout_ms`
  * on every Redis master the batch wrote to; fewer than n replicas acknowledging fails the batch
- * (it is applied again: LWW makes that harmless). n = -1: 1 on a cluster whose masters all have
- * replicas, else 0 (a single Redis). 0: no WAIT. */
+ * (it is applied again: LWW makes that harmless). n = -1 (auto): 1 once the cluster has shown a
+ * replica for every master (ph_redis_replicas_seen: it stays 1 when a replica dies later), else 0
+ * (a single Redis). 0: no WAIT. */
 void ph_apply_set_min_replicas(ph_apply_t *apply, int n, uint64_t timeout_ms);
 
 /* Sends one EVALSHA per event of winners[0..n) (at most one per (user, video), see coalesce.h:

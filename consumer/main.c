@@ -98,8 +98,8 @@ static const ph_option_t options[] = {
      "a Redis command not answered within this time fails, and its batch is retried"},
     {"redis-min-replicas", PH_OPT_VALID(valid_min_replicas), "auto", 0, 0, offsetof(config_t, redis_min_replicas),
      "before committing a batch's offsets, WAIT until this many replicas of every Redis master it wrote to have it "
-     "(fewer: the batch is applied again); auto or -1: 1 on a cluster whose masters have replicas, 0 on a single Redis "
-     "(docs/scaling.md)"},
+     "(fewer: the batch is applied again); auto or -1: 1 once every master of the cluster has shown a replica (it stays 1 "
+     "when a replica dies), 0 on a single Redis (docs/scaling.md)"},
     {"ttl-seconds", PH_OPT_INT, "5184000", 1, 315360000, offsetof(config_t, ttl_seconds),
      "a user's positions expire this long after their last write (default 60 days)"},
     {"row-max", PH_OPT_INT, "100", 1, 1000, offsetof(config_t, row_max),

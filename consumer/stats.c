@@ -29,6 +29,7 @@ struct ph_stats_s {
     rd_kafka_t *rk;
     ph_redis_t *redis;
     ph_redis_metrics_t redis_metrics; /* per node, from `redis` */
+    ph_gauge_t *replicas_seen;        /* ph_redis_replicas_seen, what WAIT's auto follows */
     uv_timer_t sample_timer;
     int sampling;
     /* the listener */
@@ -127,6 +128,10 @@ ph_stats_t *ph_stats_new(void)
                                         "Age of each applied event when applied (now - received_at).", "", PH_LATENCY_BOUNDS,
                                         PH_LATENCY_NBOUNDS);
     s->redis_up = ph_metrics_gauge(m, "playhead_consumer_redis_up", "1 when the Redis connection is up.", "");
+    stats->replicas_seen = ph_metrics_gauge(m, "playhead_consumer_redis_replicas_seen",
+                                            "The most replicas every Redis master has had at once since start (a latch: "
+                                            "--redis-min-replicas auto waits for 1 once this is 1).",
+                                            "");
     ph_metrics_collector(m, "playhead_consumer_lag", "Messages behind the partition's end, per assigned partition.", "gauge",
                          collect_lag, stats);
     ph_metrics_process(m);
@@ -143,6 +148,7 @@ static void on_sample(uv_timer_t *timer)
 {
     ph_stats_t *s = timer->data;
     ph_gauge_set(s->series.redis_up, ph_redis_ready(s->redis));
+    ph_gauge_set(s->replicas_seen, ph_redis_replicas_seen(s->redis));
 }
 
 static int handle_readyz(ph_loop_t *loop, h2o_req_t *req, const ph_params_t *params)

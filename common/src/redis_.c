@@ -32,7 +32,6 @@ typedef struct entry_s {
     int replica_of;         /* index of its master, or -1 */
     int touched;            /* written to since ph_redis_mark */
     int readonly;           /* a READONLY connection to a replica */
-    int nreplicas;          /* replicas of this master in the last slot map, connected to or not */
     ph_redis_stats_t extra; /* moved, ask, refreshes counted here (the node counts the rest) */
 } entry_t;
 
@@ -97,6 +96,8 @@ struct ph_redis_s {
     uv_timer_t map_timer;
     unsigned map_ticks;
     ph_redis_stats_t agg, snapshot;
+    /* WAIT: the latch of ph_redis_replicas_seen, and whether the last map had fewer (logged once) */
+    int replicas_seen, replicas_short;
 };
 
 static void refresh_map(ph_redis_t *r);
@@ -210,6 +211,8 @@ static int map_complete(const ph_redis_t *r)
     return 1;
 }
 
+static void note_replicas(ph_redis_t *r, const redisReply *slots);
+
 static void on_slots(ph_node_t *n, redisReply *reply, void *privdata)
 {
     entry_t *from = privdata;
@@ -221,7 +224,6 @@ static void on_slots(ph_node_t *n, redisReply *reply, void *privdata)
         from->extra.refreshes++;
         for (int i = 0; i < r->nnodes; ++i) {
             r->nodes[i]->master = 0;
-            r->nodes[i]->nreplicas = 0;
             r->nodes[i]->replica_of = -1;
         }
         for (size_t i = 0; i < reply->elements; ++i) {
@@ -244,11 +246,15 @@ static void on_slots(ph_node_t *n, redisReply *reply, void *privdata)
                     m->master = 1;
                     master_idx = node_index(r, m);
                 } else if (master_idx >= 0) {
-                    /* replicas: counted for WAIT; connected (READONLY) only for replica reads */
-                    r->nodes[master_idx]->nreplicas++;
+                    /* replicas: connected (READONLY) only for replica reads */
                     entry_t *rep = r->read_from != PH_REDIS_READ_MASTER ? node_get(r, host, port, 1) : node_find(r, host, port);
                     if (rep != NULL)
                         rep->replica_of = master_idx;
+                    if (rep != NULL && r->read_from != PH_REDIS_READ_MASTER && !rep->readonly) {
+                        /* a seed or a former master, connected without READONLY: a replica now */
+                        ph_node_set_readonly(rep->node);
+                        rep->readonly = 1;
+                    }
                 }
             }
             if (master_idx < 0)
@@ -259,6 +265,7 @@ static void on_slots(ph_node_t *n, redisReply *reply, void *privdata)
                     r->slots[s] = (int16_t)master_idx;
         }
         r->map_loaded = map_complete(r);
+        note_replicas(r, reply);
     } else if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         ph_log_str(PH_LOG_WARN, "redis: CLUSTER SLOTS failed", "error", reply->str);
     }
@@ -766,19 +773,76 @@ int ph_redis_wait_touched(ph_redis_t *r, int n, uint64_t timeout_ms, ph_redis_wa
     return rc;
 }
 
-int ph_redis_min_master_replicas(const ph_redis_t *r)
+/* The replica addresses of one range of a CLUSTER SLOTS reply (entries after the master), or -1
+ * when the range itself is malformed. */
+static int range_replicas(const redisReply *range)
 {
-    if (!r->url.cluster || !r->map_loaded)
-        return 0;
+    if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 || range->element[0]->type != REDIS_REPLY_INTEGER ||
+        range->element[1]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    int count = 0;
+    for (size_t k = 3; k < range->elements; ++k) {
+        const redisReply *addr = range->element[k];
+        if (addr->type == REDIS_REPLY_ARRAY && addr->elements >= 2 && addr->element[0]->type == REDIS_REPLY_STRING &&
+            addr->element[1]->type == REDIS_REPLY_INTEGER)
+            count++;
+    }
+    return count;
+}
+
+int ph_redis_slots_min_replicas(const redisReply *slots)
+{
+    if (slots == NULL || slots->type != REDIS_REPLY_ARRAY || slots->elements == 0)
+        return -1;
+    /* Every range lists all the (healthy) replicas of its master, so the fewest over the ranges is
+     * the fewest over the masters, a master of several ranges counted once. */
+    uint8_t covered[PH_REDIS_SLOTS / 8] = {0};
     int min = -1;
-    for (int i = 0; i < r->nnodes; ++i) {
-        if (!r->nodes[i]->master)
+    for (size_t i = 0; i < slots->elements; ++i) {
+        const redisReply *range = slots->element[i];
+        int count = range_replicas(range);
+        if (count < 0)
             continue;
-        int count = r->nodes[i]->nreplicas;
+        long long lo = range->element[0]->integer, hi = range->element[1]->integer;
+        if (lo < 0 || hi >= PH_REDIS_SLOTS || lo > hi)
+            continue;
+        for (long long s = lo; s <= hi; ++s)
+            covered[s / 8] |= (uint8_t)(1u << (s % 8));
         if (min < 0 || count < min)
             min = count;
     }
-    return min < 0 ? 0 : min;
+    for (size_t b = 0; b < sizeof(covered); ++b)
+        if (covered[b] != 0xff)
+            return -1; /* a partial map says nothing about the masters it leaves out */
+    return min;
+}
+
+int ph_redis_replicas_latch(int seen, const redisReply *slots)
+{
+    int now = ph_redis_slots_min_replicas(slots);
+    return now > seen ? now : seen;
+}
+
+/* A new slot map: raise the latch, and say so when a map has fewer replicas than it holds (WAIT
+ * keeps asking for them: batches fail until the replicas are back). */
+static void note_replicas(ph_redis_t *r, const redisReply *slots)
+{
+    int now = ph_redis_slots_min_replicas(slots);
+    if (now < 0)
+        return;
+    if (now > r->replicas_seen) {
+        ph_log_info("redis: every master has replicas", "\"replicas\":%d,\"was\":%d", now, r->replicas_seen);
+        r->replicas_seen = now;
+    }
+    if (now < r->replicas_seen && !r->replicas_short)
+        ph_log_warn("redis: a master has fewer replicas than every master had before (a replica is down)",
+                    "\"replicas\":%d,\"seen\":%d", now, r->replicas_seen);
+    r->replicas_short = now < r->replicas_seen;
+}
+
+int ph_redis_replicas_seen(const ph_redis_t *r)
+{
+    return r->url.cluster ? r->replicas_seen : 0;
 }
 
 /* ---------------------------------------------------------------- stats */

@@ -137,6 +137,17 @@ void ph_node_load_scripts(ph_node_t *n)
         redisAsyncCommand(n->ac, NULL, NULL, "SCRIPT LOAD %s", n->scripts[i]);
 }
 
+static void on_setup_reply(redisAsyncContext *ac, void *reply_, void *privdata);
+
+void ph_node_set_readonly(ph_node_t *n)
+{
+    if (n->readonly)
+        return;
+    n->readonly = 1;
+    if (ph_node_ready(n))
+        redisAsyncCommand(n->ac, on_setup_reply, n, "READONLY");
+}
+
 const char *ph_node_name(const ph_node_t *n)
 {
     return n->name;

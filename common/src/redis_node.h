@@ -49,6 +49,9 @@ int ph_node_ready(const ph_node_t *n);
  * counts as missing at `deadline` (ph_mono_ms clock). Returns 0 (cb will run) or -1 at once when
  * not connected (cb will not run). */
 int ph_node_send(ph_node_t *n, ph_node_cb cb, void *privdata, const char *cmd, size_t len, uint64_t deadline);
+/* Makes it a READONLY connection from now on and on every reconnection (a node that was a master,
+ * or a seed, and is a replica now; harmless on a master). */
+void ph_node_set_readonly(ph_node_t *n);
 /* Queues SCRIPT LOAD of every script (after a NOSCRIPT: a flushed cache). */
 void ph_node_load_scripts(ph_node_t *n);
 /* "host:port" */

@@ -241,7 +241,7 @@ class RedisCluster:
         for p in self.ports:
             if not self.alive(p):
                 self.node_start(p)
-        wait_until(self.healthy, scaled(60), "the Redis Cluster healthy again", interval=0.2,
+        wait_until(self.healthy, 60, "the Redis Cluster healthy again", interval=0.2,
                    ignore=(OSError, redis_py.RedisError))
 
     def flushall(self):

@@ -88,8 +88,17 @@ int ph_redis_read_argv(ph_redis_t *r, ph_redis_cb cb, void *privdata, int argc, 
 typedef void (*ph_redis_wait_cb)(ph_redis_t *r, int ok, const char *why, void *privdata);
 void ph_redis_mark(ph_redis_t *r);
 int ph_redis_wait_touched(ph_redis_t *r, int n, uint64_t timeout_ms, ph_redis_wait_cb cb, void *privdata);
-/* The fewest replicas any master of the slot map has (0 on a single Redis or before the map). */
-int ph_redis_min_master_replicas(const ph_redis_t *r);
+/* The most replicas every master has had at once since ph_redis_new: the largest "fewest replicas of
+ * any master" of all the slot maps read (0 on a single Redis, before the first map, or when no map
+ * ever showed a replica for every master). A latch: a replica that dies (and leaves the slot map)
+ * does not lower it, so WAIT for it fails rather than being skipped (docs/scaling.md). */
+int ph_redis_replicas_seen(const ph_redis_t *r);
+/* The pure parts of that latch, for tests. ph_redis_slots_min_replicas: the fewest replicas any
+ * master has in a CLUSTER SLOTS reply (a master of several ranges counted once), or -1 when the
+ * reply does not cover every slot or is not a slot map. ph_redis_replicas_latch: `seen` raised to
+ * that. @locality any thread */
+int ph_redis_slots_min_replicas(const redisReply *slots);
+int ph_redis_replicas_latch(int seen, const redisReply *slots);
 
 /* Counters for metrics and tests, summed over nodes. */
 typedef struct ph_redis_stats_s {
