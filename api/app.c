@@ -134,6 +134,11 @@ void ph_api_command(ph_api_pending_t *p, int argc, const char **argv, const size
     sent(p, ph_redis_command_argv(p->app->redis, on_redis_reply, p, argc, argv, argvlen));
 }
 
+void ph_api_transaction(ph_api_pending_t *p, size_t ncmds, const ph_redis_argv_t *cmds)
+{
+    sent(p, ph_redis_transaction(p->app->redis, on_redis_reply, p, ncmds, cmds));
+}
+
 void ph_api_read(ph_api_pending_t *p, int argc, const char **argv, const size_t *argvlen)
 {
     sent(p, ph_redis_read_argv(p->app->redis, on_redis_reply, p, argc, argv, argvlen));

@@ -6,7 +6,8 @@
  * request records and a reusable output buffer, so the hot path neither locks nor mallocs.
  *
  * A handler that needs Redis takes a record with ph_api_pending_new, fills what its reply needs,
- * and sends exactly one command with ph_api_command or ph_api_evalsha. The record's on_reply then
+ * and sends exactly one command with ph_api_command, ph_api_read, ph_api_evalsha or
+ * ph_api_transaction. The record's on_reply then
  * runs exactly once on the loop thread and must respond; it does not run at all when the client went
  * away in the meantime (the reply is dropped). The record returns to the freelist after on_reply.
  */
@@ -71,6 +72,7 @@ struct ph_api_pending_s {
     char user[PH_ID_MAX + 1];
     char video[PH_ID_MAX + 1];
     size_t user_len, video_len;
+    unsigned limit;          /* continue-watching: items at most */
     ph_api_pending_t *_next; /* freelist */
 };
 
@@ -104,6 +106,8 @@ ph_api_pending_t *ph_api_pending_new(ph_loop_t *loop, h2o_req_t *req, ph_api_rep
  * this returns); otherwise later, from the loop. Either way `p` belongs to the loop afterwards. */
 void ph_api_command(ph_api_pending_t *p, int argc, const char **argv, const size_t *argvlen);
 void ph_api_evalsha(ph_api_pending_t *p, size_t script, int numkeys, int argc, const char **argv, const size_t *argvlen);
+/* As ph_api_command for a transaction (ph_redis_transaction): on_reply gets EXEC's reply. */
+void ph_api_transaction(ph_api_pending_t *p, size_t ncmds, const ph_redis_argv_t *cmds);
 /* As ph_api_command for a command that only reads: on a cluster it goes where --redis-read-from
  * says (a replica may lag its master by the replication delay). */
 void ph_api_read(ph_api_pending_t *p, int argc, const char **argv, const size_t *argvlen);

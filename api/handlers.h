@@ -57,12 +57,6 @@ int ph_api_position_json(ph_buf_t *b, const char *user, size_t user_len, const c
  * Returns 0 with *limit set, or -1. */
 int ph_api_limit_parse(const char *s, size_t len, unsigned *limit);
 
-/* continue_watching.c: appends {"items":[...]} from the reply of PH_SCRIPT_ROW (flat triples
- * video_id, state, next_up "1"/"0"; newest first). Entries with a malformed state are skipped. A
- * next-up item is the next episode at position 0 (its duration unknown), "next_up": true. Returns
- * the number of items, or -1 (nothing appended) when the reply does not have the script's shape. */
-int ph_api_row_json(ph_buf_t *b, const redisReply *reply);
-
 /* compat_watching.c: appends {"position": x} for the stored `state`. Returns 0 or -1. */
 int ph_api_compat_json(ph_buf_t *b, const char *state, size_t state_len);
 

@@ -8,8 +8,8 @@
 # against:
 #   limits    HTTP no-op (wrk on GET /healthz of the same ingest and api builds, same wrk settings),
 #             Kafka producer (kcat -P, same broker, same ~160 B messages, acks=all, lz4, idempotent),
-#             Redis (pipelined EVALSHA of the consumer's apply script; HGET, GET and the row script
-#             with redis-benchmark -P 16)
+#             Redis (pipelined EVALSHA of the consumer's apply script; HGET and GET with
+#             redis-benchmark -P 16; the api's row read, MULTI ZREVRANGE HGETALL EXEC, pipelined 16 deep)
 #   playhead  ingest single events (64 and 256 connections) and batches of 100 (wrk), consumer
 #             catch-up over 2,000,000 events and over 500,000 distinct keys (nothing to coalesce),
 #             api positions and continue-watching (wrk) — ingest and api with --threads 1 and 2 —
@@ -123,7 +123,6 @@ for t in "$TOPIC_LIMIT" "$TOPIC_INGEST" "$TOPIC_CONSUMER" "$TOPIC_E2E" "$TOPIC_D
 done
 wait || die "creating the topics failed (see $RUN/topic-*.log)"
 "$CONSUMER" --print-script apply >"$RUN/apply.lua"
-"$CONSUMER" --print-script row >"$RUN/row.lua"
 
 # rss_max PID NAME: samples VmRSS every 0.2 s (at most 10 minutes) and keeps the maximum in
 # $RAW/rss-NAME; run in the background, stopped with kill.
@@ -246,14 +245,13 @@ log "limit_kafka: $best msgs/s (best of 2 x 1,000,000, ${value_bytes} B values)"
 rm -f "$RUN/limit.txt" "$RUN/warm.txt"
 
 # ------------------------------------------------------------------ limits: Redis
-log "limit: Redis (pipelined EVALSHA of the apply script; redis-benchmark -P 16 HGET, GET, row script)"
+log "limit: Redis (pipelined EVALSHA of the apply script; redis-benchmark -P 16 HGET, GET; pipelined row reads)"
 note_load limit_redis
 "$TOOLS/redis_pipe" -p "$REDIS_PORT" -m apply -s "$RUN/apply.lua" -n 20000 -d 1000 >/dev/null # warm-up
 # 300,000 calls over the consumer run's key space (20,000 users x 10 videos): 2/3 new entries, 1/3 updates
 "$TOOLS/redis_pipe" -p "$REDIS_PORT" -m apply -s "$RUN/apply.lua" -n 300000 -u 20000 -v 10 -d 1000 >"$RAW/limit_evalsha.json"
 log "limit_evalsha: $(cat "$RAW/limit_evalsha.json")"
 redis-cli -p "$REDIS_PORT" set 'ph:{user-0000001}:video-000001' '1795000000000:1795000000007:42.5:5400' >/dev/null
-row_sha=$(redis-cli -p "$REDIS_PORT" script load "$(cat "$RUN/row.lua")")
 rb() { # NAME N CMD...: redis-benchmark -P 16, requests per second to $RAW/NAME.json
     local name=$1 n=$2
     shift 2
@@ -264,7 +262,9 @@ rb() { # NAME N CMD...: redis-benchmark -P 16, requests per second to $RAW/NAME.
 }
 rb limit_hget 1000000 HGET 'ph:{user-0000001}:v' video-000001
 rb limit_get 1000000 GET 'ph:{user-0000001}:video-000001'
-rb limit_row 200000 EVALSHA "$row_sha" 2 'ph:{user-0000001}:v' 'ph:{user-0000001}:r' 20 60 0.05
+# the row read of a user the apply run filled (10 titles), as the api sends it
+"$TOOLS/redis_pipe" -p "$REDIS_PORT" -m row -o 1 -n 200000 -d 16 >"$RAW/limit_row.json"
+log "limit_row: $(cat "$RAW/limit_row.json")"
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 
 # ------------------------------------------------------------------ ingest

@@ -52,8 +52,8 @@ typedef struct config_s {
 } config_t;
 
 /* --print-script NAME: the names of PH_SCRIPTS, in their order */
-static const char *const script_names[PH_SCRIPT_COUNT] = {
-    "apply", "row", "stream_start", "stream_stop", "stream_stop_oldest", "stream_list", "heartbeat", "history", "export"};
+static const char *const script_names[PH_SCRIPT_COUNT] = {"apply",       "stream_start", "stream_stop", "stream_stop_oldest",
+                                                          "stream_list", "heartbeat",    "history",     "export"};
 
 /* --finished-ratio: a number above 0 and at most 1 */
 static int valid_ratio(const char *value, char *why, size_t why_size)
@@ -129,7 +129,7 @@ static const ph_option_t options[] = {
      "print the Kafka consumer's configuration (built-in settings, then -X and PLAYHEAD_KAFKA_*) as key=value lines, "
      "secrets redacted, and exit"},
     {"print-script", PH_OPT_VALID(valid_script), "", 0, 0, offsetof(config_t, print_script),
-     "print the Lua source of the named script (apply, row, stream_start, stream_stop, stream_stop_oldest, stream_list, "
+     "print the Lua source of the named script (apply, stream_start, stream_stop, stream_stop_oldest, stream_list, "
      "heartbeat, history, export) as the programs load it into Redis, and exit"},
     PH_OPTIONS_END,
 };

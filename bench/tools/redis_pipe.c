@@ -15,6 +15,9 @@
  * MODE direct: the same data model as apply writes, without the script: per user one HSET of all
  *   VIDEOS states, one ZADD of all VIDEOS scores and two PEXPIREs (N counts (user, video) entries;
  *   N / VIDEOS users). A quick way to fill a million entries for the memory figure.
+ * MODE row: the api's continue-watching read of user USER_OFFSET, N times: MULTI, ZREVRANGE
+ *   ph:{U}:r 0 -1, HGETALL ph:{U}:v, EXEC (api/continue_watching.c), DEPTH reads pipelined; what one
+ *   Redis can serve of row reads (fill the user first, e.g. with apply).
  * MODE naive: SET ph:{U}:<video> "<ts>:<received_at>:<position>:<duration>" PX TTL_MS, one string
  *   key per (user, video): the model playhead's hash + sorted set is compared with.
  * Call i writes user (i % USERS) + USER_OFFSET, video (i / USERS) % VIDEOS, with a ts that grows
@@ -91,9 +94,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    int apply = strcmp(mode, "apply") == 0, direct = strcmp(mode, "direct") == 0;
-    if (!apply && !direct && strcmp(mode, "naive") != 0) {
-        fprintf(stderr, "redis_pipe: mode must be apply, direct or naive\n");
+    int apply = strcmp(mode, "apply") == 0, direct = strcmp(mode, "direct") == 0, row = strcmp(mode, "row") == 0;
+    if (!apply && !direct && !row && strcmp(mode, "naive") != 0) {
+        fprintf(stderr, "redis_pipe: mode must be apply, direct, row or naive\n");
         return 2;
     }
     redisContext *c = redisConnect(host, port);
@@ -169,7 +172,45 @@ int main(int argc, char **argv)
         }
         n = nusers * videos;
     }
-    for (long done = 0; !direct && done < n;) {
+    if (row) {
+        char kv[64], kr[64];
+        snprintf(kv, sizeof(kv), "ph:{user-%07ld}:v", offset);
+        snprintf(kr, sizeof(kr), "ph:{user-%07ld}:r", offset);
+        long titles = -1;
+        for (long done = 0; done < n;) {
+            long batch = n - done < depth ? n - done : depth;
+            for (long k = 0; k < batch; ++k) {
+                redisAppendCommand(c, "MULTI");
+                redisAppendCommand(c, "ZREVRANGE %s 0 -1", kr);
+                redisAppendCommand(c, "HGETALL %s", kv);
+                redisAppendCommand(c, "EXEC");
+            }
+            for (long k = 0; k < 4 * batch; ++k) {
+                redisReply *r = NULL;
+                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                    fprintf(stderr, "redis_pipe: %s\n", c->errstr);
+                    return 1;
+                }
+                if (r->type == REDIS_REPLY_ERROR) {
+                    if (errors++ == 0)
+                        fprintf(stderr, "redis_pipe: %s\n", r->str);
+                } else if (k % 4 == 3) {
+                    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                        fprintf(stderr, "redis_pipe: EXEC did not answer [ids, states]\n");
+                        return 1;
+                    }
+                    titles = (long)r->element[0]->elements;
+                }
+                freeReplyObject(r);
+            }
+            done += batch;
+        }
+        if (titles <= 0) {
+            fprintf(stderr, "redis_pipe: the row of user-%07ld is empty: fill it first\n", offset);
+            return 1;
+        }
+    }
+    for (long done = 0; !direct && !row && done < n;) {
         long batch = n - done < depth ? n - done : depth;
         for (long k = 0; k < batch; ++k) {
             long i = done + k, user = i % users + offset, video = (i / users) % videos;

@@ -54,6 +54,12 @@ typedef struct rcmd_s {
     /* keyless fan-out over the masters */
     int fan_pending, fan_failed, fan_all_int;
     long long fan_sum;
+    /* a transaction: buf holds MULTI, the commands and EXEC, part i ending at tx_end[i]; tx_pending
+     * counts the parts sent whose reply is still due, tx_err is the first error one got, tx_cut
+     * says that a part could not be sent (so no EXEC reply will come) */
+    int tx_parts, tx_pending, tx_cut;
+    size_t tx_end[PH_REDIS_TX_MAX + 2];
+    char tx_err[256];
 } rcmd_t;
 
 typedef struct wait_s {
@@ -96,6 +102,7 @@ struct ph_redis_s {
 
 static void refresh_map(ph_redis_t *r);
 static void on_node_reply(ph_node_t *n, redisReply *reply, void *privdata);
+static int send_tx(entry_t *e, rcmd_t *c);
 
 /* ---------------------------------------------------------------- nodes */
 
@@ -354,10 +361,34 @@ static int send_routed(ph_redis_t *r, rcmd_t *c)
             return -1;
         c->ask = NULL;
     }
-    if (ph_node_send(e->node, on_node_reply, c, c->buf, c->len, c->deadline) != 0)
+    if (c->tx_parts > 0 ? send_tx(e, c) != 0 : ph_node_send(e->node, on_node_reply, c, c->buf, c->len, c->deadline) != 0)
         return -1;
     if (e->master && !c->read)
         e->touched = 1;
+    return 0;
+}
+
+static void on_tx_part(ph_node_t *n, redisReply *reply, void *privdata);
+
+/* A transaction's parts, one send each so that each reply has its callback. A node answers in
+ * order and runs every callback (NULL on deadline or disconnect) in order too, so on_tx_part sees
+ * EXEC's reply last. A send fails only when the node is not ready, which cannot change between two
+ * sends of this loop; should a later one fail all the same, the parts sent end the transaction with
+ * a NULL reply. */
+static int send_tx(entry_t *e, rcmd_t *c)
+{
+    c->tx_err[0] = '\0';
+    c->tx_cut = 0;
+    for (int i = 0; i < c->tx_parts; ++i) {
+        size_t from = i == 0 ? 0 : c->tx_end[i - 1];
+        if (ph_node_send(e->node, on_tx_part, c, c->buf + from, c->tx_end[i] - from, c->deadline) != 0) {
+            if (i == 0)
+                return -1;
+            c->tx_cut = 1;
+            break;
+        }
+        c->tx_pending++;
+    }
     return 0;
 }
 
@@ -436,7 +467,7 @@ static void on_node_reply(ph_node_t *n, redisReply *reply, void *privdata)
             retry_later(r, c);
         return;
     }
-    if (starts_with(reply, "NOSCRIPT") && !c->noscript_retried) {
+    if (starts_with(reply, "NOSCRIPT") && !c->noscript_retried && c->tx_parts == 0) {
         /* the script cache was flushed under us: load the scripts, then the command again, in
          * that order on the same connection */
         c->noscript_retried = 1;
@@ -449,10 +480,38 @@ static void on_node_reply(ph_node_t *n, redisReply *reply, void *privdata)
         ph_mono_ms() + RETRY_MIN_MS < c->deadline) {
         if (starts_with(reply, "CLUSTERDOWN"))
             refresh_map(r);
+        /* the redirects before a TRYAGAIN (an ASK to a node that has only some of the keys yet) are
+         * no loop: it waits with backoff, and the deadline ends it */
+        c->redirects = 0;
         retry_later(r, c);
         return;
     }
     deliver(c, reply);
+}
+
+/* Every reply of a transaction's parts: MULTI's +OK, +QUEUED or the error a command got when queued
+ * (MOVED, ASK, TRYAGAIN: EXEC then answers EXECABORT), and EXEC's. The last one ends the
+ * transaction as a single command's reply would, with the first error in place of EXECABORT. */
+static void on_tx_part(ph_node_t *n, redisReply *reply, void *privdata)
+{
+    rcmd_t *c = privdata;
+    int last = --c->tx_pending == 0;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && c->tx_err[0] == '\0' && !last)
+        snprintf(c->tx_err, sizeof(c->tx_err), "%.*s", (int)reply->len, reply->str);
+    if (!last)
+        return;
+    if (c->tx_cut) {
+        on_node_reply(n, NULL, c);
+    } else if (reply != NULL && reply->type == REDIS_REPLY_ERROR && c->tx_err[0] != '\0') {
+        redisReply err;
+        memset(&err, 0, sizeof(err));
+        err.type = REDIS_REPLY_ERROR;
+        err.str = c->tx_err;
+        err.len = strlen(c->tx_err);
+        on_node_reply(n, &err, c);
+    } else {
+        on_node_reply(n, reply, c);
+    }
 }
 
 /* keyless commands in a cluster: every master, integer replies summed */
@@ -549,6 +608,53 @@ int ph_redis_read_argv(ph_redis_t *r, ph_redis_cb cb, void *privdata, int argc, 
     if (len < 0)
         return -1;
     return submit(r, cb, privdata, buf, len, 1);
+}
+
+int ph_redis_transaction(ph_redis_t *r, ph_redis_cb cb, void *privdata, size_t ncmds, const ph_redis_argv_t *cmds)
+{
+    static const char multi[] = "*1\r\n$5\r\nMULTI\r\n", exec[] = "*1\r\n$4\r\nEXEC\r\n";
+    char *parts[PH_REDIS_TX_MAX];
+    int lens[PH_REDIS_TX_MAX];
+    size_t total = sizeof(multi) - 1 + sizeof(exec) - 1;
+    size_t formatted = 0;
+    int rc = -1;
+    if (ncmds == 0 || ncmds > PH_REDIS_TX_MAX || r->freeing)
+        return -1;
+    for (; formatted < ncmds; ++formatted) {
+        parts[formatted] = NULL;
+        lens[formatted] =
+            redisFormatCommandArgv(&parts[formatted], cmds[formatted].argc, cmds[formatted].argv, cmds[formatted].argvlen);
+        if (lens[formatted] < 0)
+            goto Exit;
+        total += (size_t)lens[formatted];
+    }
+    rcmd_t *c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->buf = malloc(total)) == NULL)
+        abort();
+    c->r = r;
+    c->cb = cb;
+    c->privdata = privdata;
+    c->len = total;
+    c->deadline = ph_mono_ms() + r->timeout_ms;
+    c->slot = r->url.cluster ? ph_redis_command_slot(parts[0], (size_t)lens[0]) : 0;
+    size_t at = 0;
+    memcpy(c->buf, multi, sizeof(multi) - 1);
+    c->tx_end[c->tx_parts++] = at += sizeof(multi) - 1;
+    for (size_t i = 0; i < ncmds; ++i) {
+        memcpy(c->buf + at, parts[i], (size_t)lens[i]);
+        c->tx_end[c->tx_parts++] = at += (size_t)lens[i];
+    }
+    memcpy(c->buf + at, exec, sizeof(exec) - 1);
+    c->tx_end[c->tx_parts++] = at += sizeof(exec) - 1;
+    if (c->slot >= 0 && send_routed(r, c) == 0) {
+        rc = 0;
+    } else {
+        rcmd_free(c);
+    }
+Exit:
+    for (size_t i = 0; i < formatted; ++i)
+        free(parts[i]);
+    return rc;
 }
 
 int ph_redis_evalsha(ph_redis_t *r, ph_redis_cb cb, void *privdata, size_t script, int numkeys, int argc, const char **argv,

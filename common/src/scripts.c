@@ -264,50 +264,6 @@ static const char apply_lua[] =
     "touch()\n"
     "return out\n";
 
-/* KEYS: videos hash, row zset. ARGV: limit, row_min_seconds, row_min_fraction.
- * The continue-watching row, newest first: walks the row index by activity (for a title shown,
- * its updated_at: a later hide hides it, an erase leaves content only newer than itself), the
- * titles of one series in order, finished ones included, and reads the states in slices, so an
- * unfiltered row costs what it did (ZREVRANGE + one HMGET). Per title: none stored (an erased
- * title's tombstone) or a hide alone -> skipped; hidden (hide ts >= its ts) -> skipped, and so is
- * the rest of its series; finished -> skipped, and when it is the newest episode of its series and
- * carries next_video_id, that next episode is the series' item ("next up"); unwatched or below the
- * minimum (position < min(row_min_seconds, row_min_fraction * duration)) -> skipped, an older
- * episode may stand for the series; otherwise the item, and its series is done.
- * Returns a flat array video_id, stored value, next_up ("1" or "0"), ... */
-static const char row_lua[] =
-    LUA_PARSE "local limit, mins, minf = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-              "local ids = redis.call('ZREVRANGE', KEYS[2], 0, -1)\n"
-              "local out, seen, n = {}, {}, 0\n"
-              "local at = 1\n"
-              "while at <= #ids and n < limit do\n"
-              "  local slice = {}\n"
-              "  for k = at, math.min(#ids, at + 2 * limit - 1) do slice[#slice + 1] = ids[k] end\n"
-              "  at = at + #slice\n"
-              "  local st = redis.call('HMGET', KEYS[1], unpack(slice))\n"
-              "  for k, id in ipairs(slice) do\n"
-              "    local r = parse(st[k] or nil)\n"
-              "    if r and r.k ~= 'n' and n < limit and (r.s == '' or not seen[r.s]) then\n"
-              "      local t, h = tonumber(r.a), tonumber(r.h)\n"
-              "      local p, du = tonumber(r.c), tonumber(r.d)\n"
-              "      local min = mins\n"
-              "      if du > 0 and minf * du < min then min = minf * du end\n"
-              "      if h > 0 and h >= t then\n"
-              "        if r.s ~= '' then seen[r.s] = true end\n"
-              "      elseif r.k == 'f' or r.k == 'w' then\n"
-              "        if r.s ~= '' then\n"
-              "          seen[r.s] = true\n"
-              "          if r.n ~= '' then out[#out + 1] = r.n; out[#out + 1] = st[k]; out[#out + 1] = '1'; n = n + 1 end\n"
-              "        end\n"
-              "      elseif r.k ~= 'u' and p >= min then\n"
-              "        if r.s ~= '' then seen[r.s] = true end\n"
-              "        out[#out + 1] = id; out[#out + 1] = st[k]; out[#out + 1] = '0'; n = n + 1\n"
-              "      end\n"
-              "    end\n"
-              "  end\n"
-              "end\n"
-              "return out\n";
-
 /* KEYS: videos hash, row zset. ARGV: limit, cursor ts ("" for the first page), cursor video_id.
  * The history: every title of the row index (finished included; a hide alone or an erased title's
  * tombstone is no title), newest first by (updated_at, video_id) descending, the page after the
@@ -498,6 +454,5 @@ static const char export_lua[] =
 
 /* clang-format on */
 
-const char *const PH_SCRIPTS[PH_SCRIPT_COUNT] = {
-    apply_lua,       row_lua,       stream_start_lua, stream_stop_lua, stream_stop_oldest_lua,
-    stream_list_lua, heartbeat_lua, history_lua,      export_lua};
+const char *const PH_SCRIPTS[PH_SCRIPT_COUNT] = {apply_lua,       stream_start_lua, stream_stop_lua, stream_stop_oldest_lua,
+                                                 stream_list_lua, heartbeat_lua,    history_lua,     export_lua};

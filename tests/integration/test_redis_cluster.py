@@ -541,3 +541,67 @@ def test_wait_holds_offsets_while_a_replica_is_dead(redis_cluster, kafka, topic,
     rc = redis_cluster.client(replica["port"], single_connection_client=True)
     rc.execute_command("READONLY")
     assert on_master is not None and rc.hget(key, "film") == on_master, (on_master, rc.hget(key, "film"))
+
+
+# ---------------------------------------------------------------- (f) the row's transaction while its slot moves
+
+def test_row_transaction_follows_its_slot(redis_cluster, api_c):
+    """The row read is one MULTI ZREVRANGE HGETALL EXEC: while the user's slot migrates it follows
+    ASK (ASKING before MULTI), retries TRYAGAIN while its two keys are on two nodes (never a row
+    built from half of them), and follows MOVED once the slot has moved."""
+    user = f"tx{random.randrange(100000)}"
+    kv, kr = f"ph:{{{user}}}:v", f"ph:{{{user}}}:r"
+    slot = slot_of(redis_cluster, user)
+    src = redis_cluster.master_of_slot(slot)
+    dst = next(n for n in redis_cluster.nodes() if n["role"] == "master" and n["slots"] and n["id"] != src["id"])
+    s, d = redis_cluster.client(src["port"]), redis_cluster.client(dst["port"])
+    s.hset(kv, mapping={"a": f"{T0}:{T0}:42:100:p:0", "b": f"{T0 + 1}:{T0 + 1}:7:100:p:0/show/b2"})
+    s.zadd(kr, {"a": T0, "b": T0 + 1})
+    expected = {"items": [
+        {"video_id": "b", "position": 7, "duration": 100, "progress": 0.07, "updated_at": T0 + 1, "series_id": "show"},
+        {"video_id": "a", "position": 42, "duration": 100, "progress": 0.42, "updated_at": T0}]}
+    svc = api_c(redis_timeout_ms=int(scaled(20) * 1000), threads=1)
+    path = f"{svc.url}/v1/users/{user}/continue-watching"
+
+    def row():
+        st, _, body = http("GET", path, timeout=scaled(30))
+        assert st == 200, (st, body)
+        return body
+
+    wait_until(lambda: row() == expected, scaled(10), "the row read from the slot's master")
+
+    def redirects(kind):
+        return sum(node_values(metrics(svc.url), "playhead_redis_node_redirects_total", kind=kind).values())
+
+    def tryagain():
+        v = d.info("errorstats").get("errorstat_TRYAGAIN", {})  # redis-py: {"count": n} or "count=n"
+        return int(v.get("count", 0)) if isinstance(v, dict) else int(str(v).rpartition("=")[2])
+
+    try:
+        # the slot migrates: the row index moves first, so the two keys are on two nodes
+        d.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src["id"])
+        s.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst["id"])
+        s.execute_command("MIGRATE", HOST, dst["port"], "", 0, 5000, "KEYS", kr)
+        tries, ask0 = tryagain(), redirects("ask")
+        got = {}
+        reader = threading.Thread(target=lambda: got.setdefault("body", row()))
+        reader.start()
+        # more refusals than the router's cap on redirects (16): waiting for the keys is no redirect loop
+        wait_until(lambda: tryagain() > tries + 20, scaled(20), "the row's EXEC refused with TRYAGAIN 20 times")
+        assert reader.is_alive()  # retried, not answered from half of the keys
+        s.execute_command("MIGRATE", HOST, dst["port"], "", 0, 5000, "KEYS", kv)
+        reader.join(scaled(30))
+        assert got.get("body") == expected
+        assert redirects("ask") > ask0
+        assert row() == expected  # both keys on the importing node: ASK, then ASKING MULTI ... EXEC there
+
+        # the slot has moved: MOVED, and the map learns the new owner
+        moved0 = redirects("moved")
+        for port in redis_cluster.master_ports():
+            redis_cluster.client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst["id"])
+        assert row() == expected
+        assert redirects("moved") > moved0
+        assert row() == expected
+    finally:  # a failure mid-way leaves no slot migrating for the next tests (their FLUSHALL empties it)
+        for c in (s, d):
+            c.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")

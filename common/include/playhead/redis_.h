@@ -54,6 +54,18 @@ int ph_redis_command_argv(ph_redis_t *r, ph_redis_cb cb, void *privdata, int arg
  * "EVALSHA sha numkeys"). */
 int ph_redis_evalsha(ph_redis_t *r, ph_redis_cb cb, void *privdata, size_t script, int numkeys, int argc, const char **argv,
                      const size_t *argvlen);
+/* A transaction: MULTI, the `ncmds` commands (at most PH_REDIS_TX_MAX, every key in one hash slot),
+ * EXEC, sent back to back to the node of the first command's slot (a cluster: the master; ASK sends
+ * ASKING before MULTI). `cb` runs once, with EXEC's reply (an array of the commands' replies), or
+ * with the first error a command got while queued (a MOVED, ASK or TRYAGAIN one is followed first,
+ * as for a single command), or with NULL. The argv arrays are copied before this returns. */
+#define PH_REDIS_TX_MAX 8
+typedef struct ph_redis_argv_s {
+    int argc;
+    const char **argv;
+    const size_t *argvlen;
+} ph_redis_argv_t;
+int ph_redis_transaction(ph_redis_t *r, ph_redis_cb cb, void *privdata, size_t ncmds, const ph_redis_argv_t *cmds);
 /* SHA1 hex of scripts[script]. */
 const char *ph_redis_script_sha(const ph_redis_t *r, size_t script);
 

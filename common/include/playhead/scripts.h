@@ -9,7 +9,6 @@
 
 enum {
     PH_SCRIPT_APPLY = 0, /* consumer: LWW apply of one event */
-    PH_SCRIPT_ROW,       /* api: continue-watching row, one round trip */
     /* concurrent-stream leases (keys.h ph:{U}:s and ph:{U}:d); "now" is Redis's clock (TIME) so that
      * every instance, whatever its own clock, takes the same decision */
     PH_SCRIPT_STREAM_START,       /* api: take or refresh a lease, or refuse at the limit */
