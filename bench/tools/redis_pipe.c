@@ -40,6 +40,20 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* The next reply, or NULL (said on stderr) when the connection failed; an error reply is counted
+ * in *errors and the first one is said on stderr. */
+static redisReply *next_reply(redisContext *c, long *errors)
+{
+    redisReply *r = NULL;
+    if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+        fprintf(stderr, "redis_pipe: %s\n", c->errstr);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR && (*errors)++ == 0)
+        fprintf(stderr, "redis_pipe: %s\n", r->str);
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = "apply", *script_file = NULL, *host = "127.0.0.1";
@@ -158,13 +172,9 @@ int main(int argc, char **argv)
             sent += 4;
             if (sent >= depth || u == nusers - 1) {
                 for (long k = 0; k < sent; ++k) {
-                    redisReply *r = NULL;
-                    if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                        fprintf(stderr, "redis_pipe: %s\n", c->errstr);
+                    redisReply *r = next_reply(c, &errors);
+                    if (!r)
                         return 1;
-                    }
-                    if (r->type == REDIS_REPLY_ERROR && errors++ == 0)
-                        fprintf(stderr, "redis_pipe: %s\n", r->str);
                     freeReplyObject(r);
                 }
                 sent = 0;
@@ -186,15 +196,10 @@ int main(int argc, char **argv)
                 redisAppendCommand(c, "EXEC");
             }
             for (long k = 0; k < 4 * batch; ++k) {
-                redisReply *r = NULL;
-                if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                    fprintf(stderr, "redis_pipe: %s\n", c->errstr);
+                redisReply *r = next_reply(c, &errors);
+                if (!r)
                     return 1;
-                }
-                if (r->type == REDIS_REPLY_ERROR) {
-                    if (errors++ == 0)
-                        fprintf(stderr, "redis_pipe: %s\n", r->str);
-                } else if (k % 4 == 3) {
+                if (r->type != REDIS_REPLY_ERROR && k % 4 == 3) {
                     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
                         fprintf(stderr, "redis_pipe: EXEC did not answer [ids, states]\n");
                         return 1;
@@ -252,16 +257,12 @@ int main(int argc, char **argv)
             }
         }
         for (long k = 0; k < batch * (apply && viewer ? 2 : 1); ++k) {
-            redisReply *r = NULL;
-            if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-                fprintf(stderr, "redis_pipe: %s\n", c->errstr);
+            redisReply *r = next_reply(c, &errors);
+            if (!r)
                 return 1;
-            }
-            if (r->type == REDIS_REPLY_ERROR) {
-                if (errors++ == 0)
-                    fprintf(stderr, "redis_pipe: %s\n", r->str);
-            } else if ((r->type == REDIS_REPLY_INTEGER && r->integer == 1) ||
-                       (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->integer == 1)) {
+            if (r->type != REDIS_REPLY_ERROR &&
+                ((r->type == REDIS_REPLY_INTEGER && r->integer == 1) ||
+                 (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->integer == 1))) {
                 applied++;
             }
             freeReplyObject(r);
