@@ -7,7 +7,9 @@
 # /proc/PID/stat) and the machine's idle cores (/proc/stat): whether a tail is a wait or a queue.
 #
 #   bench/e2e.sh [RUNS]      (BENCH_E2E_RATE=10000, BENCH_E2E_SECONDS=20, BENCH_E2E_CONNS=256,
-#                             BENCH_E2E_CONSUMER_ARGS="-X k=v ..." extra consumer flags, BENCH_KEEP=1
+#                             BENCH_E2E_CONSUMER_ARGS="-X k=v ..." extra consumer flags,
+#                             BENCH_E2E_LOG_LEVEL=debug the consumer's log level, BENCH_E2E_REDIS_AOF=0
+#                             turns Redis's append-only file off, BENCH_KEEP=1
 #                             keeps the temp dir; expects build-release, built as bench/run.sh does)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,6 +49,9 @@ trap 'exit 130' INT TERM
 ready() { curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1/$2"; }
 
 redis_up=1 && scripts/redis.sh start "$RUN/redis" "$REDIS_PORT"
+# BENCH_E2E_REDIS_AOF=0: no append-only file, so no automatic AOF rewrite (a fork, and a child
+# writing the whole data set) during a run
+[[ ${BENCH_E2E_REDIS_AOF:-1} != 0 ]] || redis-cli -p "$REDIS_PORT" config set appendonly no >/dev/null
 kafka_up=1 && scripts/kafka.sh start "$RUN/kafka" "$KAFKA_PORT"
 scripts/kafka.sh create-topic "$KAFKA_PORT" "$TOPIC" 8 >"$RUN/topic.log" 2>&1 || die "creating the topic failed"
 
