@@ -84,6 +84,7 @@ struct ph_consumer_s {
     unsigned attempts;                        /* apply attempts of the batch in hand */
     rd_kafka_topic_partition_list_t *offsets; /* next offset to store per partition */
     uint64_t batch_started_ms;
+    int64_t batch_oldest_ms; /* the earliest received_at in the batch (wall clock), for the debug line */
 
     ph_replay_t *replay;      /* replay mode: the plan and its progress; NULL otherwise */
     int state_phase;          /* a rebuild reading the state topic: the batch is in states */
@@ -320,6 +321,10 @@ static int take_batch(ph_consumer_t *c)
     }
     if (c->nmessages == 0)
         return !drained && !c->stopping;
+    c->batch_oldest_ms = 0;
+    for (size_t i = 0; !c->state_phase && i < c->nevents; ++i)
+        if (c->batch_oldest_ms == 0 || c->events[i].received_at < c->batch_oldest_ms)
+            c->batch_oldest_ms = c->events[i].received_at;
     c->nwinners = c->state_phase ? c->nevents : ph_coalesce(&c->table, c->events, c->nevents);
     start_apply(c);
     return 0;
@@ -435,9 +440,10 @@ static void complete_batch(ph_consumer_t *c)
     observe_batch(c);
     ph_log(PH_LOG_DEBUG, "batch applied",
            "\"messages\":%zu,\"invalid\":%zu,\"events\":%zu,\"winners\":%zu,\"applied\":%zu,\"stale\":%zu,"
-           "\"heartbeats\":%zu,\"heartbeat_errors\":%zu,\"ms\":%" PRIu64,
+           "\"heartbeats\":%zu,\"heartbeat_errors\":%zu,\"ms\":%" PRIu64 ",\"oldest_age_ms\":%" PRId64,
            c->nmessages, c->ninvalid, c->nevents, c->nwinners, c->apply.applied, c->apply.stale, c->apply.heartbeats,
-           c->apply.heartbeat_errors, uv_now(c->loop) - c->batch_started_ms);
+           c->apply.heartbeat_errors, uv_now(c->loop) - c->batch_started_ms,
+           c->batch_oldest_ms != 0 ? ph_now_ms() - c->batch_oldest_ms : 0);
     if (c->paused) {
         pause_assignment(c, 0);
         c->paused = 0;
