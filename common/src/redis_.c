@@ -817,9 +817,8 @@ int ph_redis_slots_min_replicas(const redisReply *slots)
     return min;
 }
 
-int ph_redis_replicas_latch(int seen, const redisReply *slots)
+int ph_redis_replicas_latch(int seen, int now)
 {
-    int now = ph_redis_slots_min_replicas(slots);
     return now > seen ? now : seen;
 }
 
@@ -830,9 +829,10 @@ static void note_replicas(ph_redis_t *r, const redisReply *slots)
     int now = ph_redis_slots_min_replicas(slots);
     if (now < 0)
         return;
-    if (now > r->replicas_seen) {
-        ph_log_info("redis: every master has replicas", "\"replicas\":%d,\"was\":%d", now, r->replicas_seen);
-        r->replicas_seen = now;
+    int seen = ph_redis_replicas_latch(r->replicas_seen, now);
+    if (seen != r->replicas_seen) {
+        ph_log_info("redis: every master has replicas", "\"replicas\":%d,\"was\":%d", seen, r->replicas_seen);
+        r->replicas_seen = seen;
     }
     if (now < r->replicas_seen && !r->replicas_short)
         ph_log_warn("redis: a master has fewer replicas than every master had before (a replica is down)",

@@ -95,7 +95,7 @@ static int min_of(const range_t *ranges, size_t n)
 static int latch(int seen, const range_t *ranges, size_t n)
 {
     redisReply *reply = slots_reply(ranges, n);
-    int out = ph_redis_replicas_latch(seen, reply);
+    int out = ph_redis_replicas_latch(seen, ph_redis_slots_min_replicas(reply));
     freeReplyObject(reply);
     return out;
 }
@@ -146,7 +146,7 @@ static void test_what_is_not_a_slot_map(void **state)
 {
     (void)state;
     assert_int_equal(ph_redis_slots_min_replicas(NULL), -1);
-    assert_int_equal(ph_redis_replicas_latch(1, NULL), 1);
+    assert_int_equal(ph_redis_replicas_latch(1, ph_redis_slots_min_replicas(NULL)), 1);
     static const char *const others[] = {
         "*0\r\n",                                                           /* no range */
         "-ERR This instance has cluster support disabled\r\n",              /* an error */
@@ -157,7 +157,7 @@ static void test_what_is_not_a_slot_map(void **state)
     for (size_t i = 0; i < N(others); ++i) {
         redisReply *reply = parse(others[i], strlen(others[i]));
         assert_int_equal(ph_redis_slots_min_replicas(reply), -1);
-        assert_int_equal(ph_redis_replicas_latch(1, reply), 1);
+        assert_int_equal(ph_redis_replicas_latch(1, ph_redis_slots_min_replicas(reply)), 1);
         freeReplyObject(reply);
     }
     /* replica entries that are not addresses are not replicas */

@@ -96,9 +96,9 @@ int ph_redis_replicas_seen(const ph_redis_t *r);
 /* The pure parts of that latch, for tests. ph_redis_slots_min_replicas: the fewest replicas any
  * master has in a CLUSTER SLOTS reply (a master of several ranges counted once), or -1 when the
  * reply does not cover every slot or is not a slot map. ph_redis_replicas_latch: `seen` raised to
- * that. @locality any thread */
+ * `now`, such a count (-1 leaves it). @locality any thread */
 int ph_redis_slots_min_replicas(const redisReply *slots);
-int ph_redis_replicas_latch(int seen, const redisReply *slots);
+int ph_redis_replicas_latch(int seen, int now);
 
 /* Counters for metrics and tests, summed over nodes. */
 typedef struct ph_redis_stats_s {
