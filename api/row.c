@@ -60,23 +60,24 @@ static const redisReply *states_find(const uint32_t *table, size_t cap, const re
     return NULL;
 }
 
-/* Marks a series done (a title with a series is only looked at while its series is not). */
-static void series_done(series_slot_t *table, size_t cap, const char *id, size_t len)
+/* The slot of series `id`: where it is when its series is done (len != 0), else the free slot where
+ * it goes (filled by series_done); found once per title, as nothing is added in between. */
+static series_slot_t *series_slot(series_slot_t *table, size_t cap, const char *id, size_t len)
 {
     size_t at = hash_str(id, len) & (cap - 1);
     for (; table[at].len != 0; at = (at + 1) & (cap - 1))
         if (table[at].len == len && memcmp(table[at].id, id, len) == 0)
-            return;
-    table[at].id = id;
-    table[at].len = len;
+            break;
+    return &table[at];
 }
 
-static int series_known(const series_slot_t *table, size_t cap, const char *id, size_t len)
+/* Marks a series done (a title with a series is only looked at while its series is not). */
+static void series_done(series_slot_t *slot, const ph_state_t *st)
 {
-    for (size_t at = hash_str(id, len) & (cap - 1); table[at].len != 0; at = (at + 1) & (cap - 1))
-        if (table[at].len == len && memcmp(table[at].id, id, len) == 0)
-            return 1;
-    return 0;
+    if (slot != NULL) {
+        slot->id = st->series_id;
+        slot->len = st->series_id_len;
+    }
 }
 
 static void item_open(ph_buf_t *b, int first, const char *id, size_t len)
@@ -125,17 +126,19 @@ int ph_api_row_json(ph_buf_t *b, const redisReply *exec, const ph_api_row_rules_
             ph_log_str(PH_LOG_WARN, "malformed stored state in the row", "video_id", id->str);
             continue;
         }
-        if (st.kind == 'n' || (st.series_id_len > 0 && series_known(series, series_cap, st.series_id, st.series_id_len)))
+        if (st.kind == 'n')
+            continue;
+        series_slot_t *slot = st.series_id_len > 0 ? series_slot(series, series_cap, st.series_id, st.series_id_len) : NULL;
+        if (slot != NULL && slot->len != 0)
             continue;
         double min = rules->min_seconds;
         if (st.duration > 0 && rules->min_fraction * st.duration < min)
             min = rules->min_fraction * st.duration;
         if (ph_state_is_hidden(&st)) {
-            if (st.series_id_len > 0)
-                series_done(series, series_cap, st.series_id, st.series_id_len);
+            series_done(slot, &st);
         } else if (ph_state_is_finished(&st)) {
-            if (st.series_id_len > 0) {
-                series_done(series, series_cap, st.series_id, st.series_id_len);
+            if (slot != NULL) {
+                series_done(slot, &st);
                 if (st.next_video_id_len > 0) {
                     /* the next episode of a finished one: from the start, nothing known about it yet */
                     item_open(b, count == 0, st.next_video_id, st.next_video_id_len);
@@ -148,8 +151,7 @@ int ph_api_row_json(ph_buf_t *b, const redisReply *exec, const ph_api_row_rules_
                 }
             }
         } else if (st.kind != 'u' && st.position >= min) {
-            if (st.series_id_len > 0)
-                series_done(series, series_cap, st.series_id, st.series_id_len);
+            series_done(slot, &st);
             item_open(b, count == 0, id->str, id->len);
             ph_api_item_fields(b, &st);
             ph_buf_lit(b, "}");
