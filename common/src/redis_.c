@@ -17,6 +17,7 @@
 #include "playhead/redis_.h"
 #include "playhead/redis_slot.h"
 #include "playhead/log.h"
+#include "playhead/number.h"
 #include "playhead/time_.h"
 
 #define NODES_MAX 64
@@ -610,23 +611,38 @@ int ph_redis_read_argv(ph_redis_t *r, ph_redis_cb cb, void *privdata, int argc, 
     return submit(r, cb, privdata, buf, len, 1);
 }
 
+/* A RESP header line ("*3\r\n", "$5\r\n"): its length, or written at p (returns the end). */
+static size_t resp_header_len(size_t n)
+{
+    char digits[21];
+    return 1 + ph_format_i64(digits, (int64_t)n) + 2;
+}
+
+static char *resp_header(char *p, char type, size_t n)
+{
+    char digits[21];
+    size_t len = ph_format_i64(digits, (int64_t)n);
+    *p++ = type;
+    memcpy(p, digits, len);
+    p += len;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
 int ph_redis_transaction(ph_redis_t *r, ph_redis_cb cb, void *privdata, size_t ncmds, const ph_redis_argv_t *cmds)
 {
     static const char multi[] = "*1\r\n$5\r\nMULTI\r\n", exec[] = "*1\r\n$4\r\nEXEC\r\n";
-    char *parts[PH_REDIS_TX_MAX];
-    int lens[PH_REDIS_TX_MAX];
-    size_t total = sizeof(multi) - 1 + sizeof(exec) - 1;
-    size_t formatted = 0;
-    int rc = -1;
     if (ncmds == 0 || ncmds > PH_REDIS_TX_MAX || r->freeing)
         return -1;
-    for (; formatted < ncmds; ++formatted) {
-        parts[formatted] = NULL;
-        lens[formatted] =
-            redisFormatCommandArgv(&parts[formatted], cmds[formatted].argc, cmds[formatted].argv, cmds[formatted].argvlen);
-        if (lens[formatted] < 0)
-            goto Exit;
-        total += (size_t)lens[formatted];
+    /* MULTI, the commands and EXEC written in RESP straight into the command's one buffer */
+    size_t total = sizeof(multi) - 1 + sizeof(exec) - 1;
+    for (size_t i = 0; i < ncmds; ++i) {
+        if (cmds[i].argc <= 0)
+            return -1;
+        total += resp_header_len((size_t)cmds[i].argc);
+        for (int k = 0; k < cmds[i].argc; ++k)
+            total += resp_header_len(cmds[i].argvlen[k]) + cmds[i].argvlen[k] + 2;
     }
     rcmd_t *c = calloc(1, sizeof(*c));
     if (c == NULL || (c->buf = malloc(total)) == NULL)
@@ -636,25 +652,30 @@ int ph_redis_transaction(ph_redis_t *r, ph_redis_cb cb, void *privdata, size_t n
     c->privdata = privdata;
     c->len = total;
     c->deadline = ph_mono_ms() + r->timeout_ms;
-    c->slot = r->url.cluster ? ph_redis_command_slot(parts[0], (size_t)lens[0]) : 0;
-    size_t at = 0;
-    memcpy(c->buf, multi, sizeof(multi) - 1);
-    c->tx_end[c->tx_parts++] = at += sizeof(multi) - 1;
+    char *p = c->buf;
+    memcpy(p, multi, sizeof(multi) - 1);
+    p += sizeof(multi) - 1;
+    c->tx_end[c->tx_parts++] = (size_t)(p - c->buf);
     for (size_t i = 0; i < ncmds; ++i) {
-        memcpy(c->buf + at, parts[i], (size_t)lens[i]);
-        c->tx_end[c->tx_parts++] = at += (size_t)lens[i];
+        p = resp_header(p, '*', (size_t)cmds[i].argc);
+        for (int k = 0; k < cmds[i].argc; ++k) {
+            p = resp_header(p, '$', cmds[i].argvlen[k]);
+            memcpy(p, cmds[i].argv[k], cmds[i].argvlen[k]);
+            p += cmds[i].argvlen[k];
+            *p++ = '\r';
+            *p++ = '\n';
+        }
+        c->tx_end[c->tx_parts++] = (size_t)(p - c->buf);
     }
-    memcpy(c->buf + at, exec, sizeof(exec) - 1);
-    c->tx_end[c->tx_parts++] = at += sizeof(exec) - 1;
-    if (c->slot >= 0 && send_routed(r, c) == 0) {
-        rc = 0;
-    } else {
-        rcmd_free(c);
-    }
-Exit:
-    for (size_t i = 0; i < formatted; ++i)
-        free(parts[i]);
-    return rc;
+    memcpy(p, exec, sizeof(exec) - 1);
+    p += sizeof(exec) - 1;
+    c->tx_end[c->tx_parts++] = (size_t)(p - c->buf);
+    /* the slot of the first command (the part after MULTI) */
+    c->slot = r->url.cluster ? ph_redis_command_slot(c->buf + c->tx_end[0], c->tx_end[1] - c->tx_end[0]) : 0;
+    if (c->slot >= 0 && send_routed(r, c) == 0)
+        return 0;
+    rcmd_free(c);
+    return -1;
 }
 
 int ph_redis_evalsha(ph_redis_t *r, ph_redis_cb cb, void *privdata, size_t script, int numkeys, int argc, const char **argv,
