@@ -77,8 +77,8 @@ KAFKA_PID=$(cat "$RUN/kafka/kafka.pid") REDIS_PID=$(cat "$RUN/redis/redis.pid")
 names=(kafka redis ingest api consumer)
 procs=("$KAFKA_PID" "$REDIS_PID" "$INGEST_PID" "$API_PID" "$CONSUMER_PID")
 CLK_TCK=$(getconf CLK_TCK)
-# ticks PID...: utime + stime of each process (fields 14 and 15; no spaces in these names)
-ticks() { for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat"; done; }
+# ticks PID...: cpu_ticks (scripts/lib.sh) of each process, a line each
+ticks() { for p in "$@"; do cpu_ticks "$p"; done; }
 idle() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }
 
 "$TOOLS/e2e" -i "$INGEST_PORT" -a "$API_PORT" -r "$RATE" -d 3 -c "$CONNS" >/dev/null # warm-up, and the group joins

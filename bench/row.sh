@@ -16,6 +16,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh" # free_port, wait_for, cpu_ticks
 API=$1
 OUT=${2:-$(mktemp -d)}
 BUILD=${BUILD:-$root/build-release}
@@ -26,16 +28,6 @@ mkdir -p "$OUT"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { # SECONDS CMD...: polls CMD until it succeeds
-    local end=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < end)) || { echo "row.sh: timed out waiting for $*" >&2; exit 1; }
-        sleep 0.05
-    done
-}
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 cc -O2 -Wall -Wextra -o "$OUT/redis_pipe" "$here/tools/redis_pipe.c" -lhiredis
 "$BUILD/consumer/playhead-consumer" --print-script apply >"$OUT/apply.lua"
@@ -43,14 +35,14 @@ cc -O2 -Wall -Wextra -o "$OUT/redis_pipe" "$here/tools/redis_pipe.c" -lhiredis
 RP=$(free_port)
 redis-server --port "$RP" --save '' --appendonly no --dir "$OUT" --daemonize no >"$OUT/redis.log" 2>&1 &
 pids+=($!)
-wait_for 10 redis-cli -p "$RP" ping
+wait_for 10 "Redis :$RP" redis-cli -p "$RP" ping >/dev/null 2>&1
 "$OUT/redis_pipe" -p "$RP" -m apply -s "$OUT/apply.lua" -n 200000 -u 20000 -v 10 -d 1000 >/dev/null
 
 AP=$(free_port)
 "$API" --auth dev --threads 1 --listen "127.0.0.1:$AP" --redis "redis://127.0.0.1:$RP" --log-level warn </dev/null >"$OUT/api.log" 2>&1 &
 API_PID=$!
 pids+=("$API_PID")
-wait_for 30 curl -sf "http://127.0.0.1:$AP/readyz"
+wait_for 30 "the api :$AP" curl -sf -o /dev/null "http://127.0.0.1:$AP/readyz"
 url=http://127.0.0.1:$AP/
 wrk -t"$WRK_THREADS" -c"$CONNS" -d2s -s "$here/wrk/read_row.lua" "$url" >/dev/null 2>&1 || true # warm-up
 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${SECS}s" --latency --timeout 5s -s "$here/wrk/noop.lua" "${url}healthz" >"$OUT/noop.txt" 2>&1

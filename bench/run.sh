@@ -182,9 +182,7 @@ stop_service() { # PID
     pids=("${keep[@]}")
 }
 
-# cpu_ticks PID: user + system CPU time of the process so far, in clock ticks (/proc/PID/stat
-# fields 14 and 15; the command name in field 2 has no spaces here)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# cpu_ticks PID (scripts/lib.sh) over a run, in seconds: / CLK_TCK
 CLK_TCK=$(getconf CLK_TCK)
 
 # catch_up NAME TOPIC GROUP EVENTS [REDIS_URL [ARGS...]]: starts a consumer on TOPIC under the new

@@ -47,6 +47,10 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # free_port: an unused TCP port on 127.0.0.1 (as chosen by the kernel).
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# cpu_ticks PID: user + system CPU time of the process so far, in clock ticks (/proc/PID/stat
+# fields 14 and 15; the command name in field 2 has no spaces here)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # pid_of PIDFILE PATTERN: the pid in PIDFILE if that process is alive and its command line contains
 # PATTERN (so a stale pid file never makes us signal an unrelated process); fails otherwise.
 pid_of() {
